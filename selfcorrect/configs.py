@@ -1,0 +1,235 @@
+"""Recipe dataclasses and parsing.
+
+A recipe is one flat YAML file (the open-r1 convention) read by TRL's `TrlParser`: model fields (TRL's
+`ModelConfig`), data fields (`DataArgs`), script fields (`ScriptArgs`) and the method's trainer config (a subclass of
+TRL's `GRPOConfig`, chosen by `method`). Every field can be overridden on the command line (`--field value`).
+
+Before TRL sees a recipe we check it: unknown keys (with the closest known names), values of the wrong type, and the
+method name all fail with a message naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from trl import GRPOConfig, ModelConfig, TrlParser
+
+from .data.formatting import DEFAULT_ANSWER_FORMAT, DEFAULT_SYSTEM_PROMPT
+
+
+class RecipeError(ValueError):
+    """A recipe (YAML file or command-line override) is invalid; the message names the field and the fix."""
+
+
+@dataclass
+class DataArgs:
+    """Where the problems come from and how they become prompts."""
+
+    dataset_name: str = field(
+        default="bundled:arithmetic",
+        metadata={
+            "help": "`bundled:arithmetic` (generated word problems), a local .jsonl/.json/.parquet/.csv file or folder, "
+            "or a hub dataset id."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split used for training."})
+    dataset_test_split: str = field(default="test", metadata={"help": "Split used for evaluation."})
+    prompt_column: str = field(
+        default="problem",
+        metadata={"help": "Column with the question: plain text, or a list of chat messages (used as is)."},
+    )
+    solution_column: str = field(default="solution", metadata={"help": "Column with the gold final answer."})
+    system_prompt: str | None = field(
+        default=DEFAULT_SYSTEM_PROMPT,
+        metadata={"help": "System message prepended to every prompt (null for none)."},
+    )
+    answer_format: str | None = field(
+        default=DEFAULT_ANSWER_FORMAT,
+        metadata={"help": "Instruction appended to each question, e.g. how to write the final answer (null: none)."},
+    )
+    arithmetic_levels: list[int] = field(
+        default_factory=lambda: [1, 2],
+        metadata={"help": "Difficulty levels (1-5) of the bundled problems."},
+    )
+    arithmetic_train_size: int = field(default=512, metadata={"help": "Bundled problems in the train split."})
+    arithmetic_eval_size: int = field(default=64, metadata={"help": "Bundled problems in the test split."})
+    arithmetic_seed: int = field(default=0, metadata={"help": "Seed of the bundled problem generator."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N evaluation rows."})
+    max_unparseable_gold_fraction: float = field(
+        default=0.01,
+        metadata={
+            "help": "Rows whose gold answer math-verify cannot parse are dropped and reported; above this fraction "
+            "of the split, loading fails."
+        },
+    )
+
+    def __post_init__(self):
+        if not 0.0 <= self.max_unparseable_gold_fraction <= 1.0:
+            raise RecipeError(
+                f"`max_unparseable_gold_fraction` must be in [0, 1]; got {self.max_unparseable_gold_fraction}."
+            )
+        for name in ("arithmetic_train_size", "arithmetic_eval_size"):
+            if getattr(self, name) < 1:
+                raise RecipeError(f"`{name}` must be a positive integer; got {getattr(self, name)}.")
+        bad = [level for level in self.arithmetic_levels if level not in (1, 2, 3, 4, 5)]
+        if bad or not self.arithmetic_levels:
+            raise RecipeError(
+                f"`arithmetic_levels` must be a non-empty list of levels 1-5; got {self.arithmetic_levels}."
+            )
+
+
+@dataclass
+class ScriptArgs:
+    """What to run: the method, the reward functions, the evaluation around training."""
+
+    method: str = field(default="grpo", metadata={"help": "Trainer family: see `selfcorrect.configs.METHODS`."})
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy", "format"],
+        metadata={"help": "Reward functions: names from `selfcorrect.rewards.REWARD_FUNCS` or dotted paths."},
+    )
+    eval_before_training: bool = field(
+        default=False, metadata={"help": "Run the self-correction evaluation before training."}
+    )
+    eval_after_training: bool = field(
+        default=False, metadata={"help": "Run the self-correction evaluation after training."}
+    )
+    eval_attempts: int = field(default=2, metadata={"help": "Attempts per problem in the self-correction eval."})
+    eval_max_new_tokens: int = field(default=128, metadata={"help": "Token cap of each attempt in the eval."})
+    eval_temperature: float = field(default=0.0, metadata={"help": "0 for greedy evaluation (the papers' protocol)."})
+    eval_batch_size: int = field(default=16, metadata={"help": "Prompts per generation batch in the eval."})
+    eval_feedback: str = field(
+        default="score_instruction",
+        metadata={"help": "Feedback between attempts in the eval (a `selfcorrect.feedback.FEEDBACK` name)."},
+    )
+
+
+def _method_configs() -> dict[str, type]:
+    """Trainer config class per method; each trainer family registers here."""
+    registry: dict[str, type] = {"grpo": GRPOConfig}
+    try:
+        from .trainers import TRAINER_CONFIGS
+    except ImportError:  # trainers not importable (should not happen in an install); plain GRPO still works
+        return registry
+    registry.update(TRAINER_CONFIGS)
+    return registry
+
+
+def recipe_dataclasses(method: str) -> tuple[type, ...]:
+    methods = _method_configs()
+    if method not in methods:
+        raise RecipeError(f"`method`: unknown method '{method}'. Supported: {', '.join(sorted(methods))}.")
+    return (ModelConfig, DataArgs, ScriptArgs, methods[method])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Type checking of YAML values (argparse only converts strings, so `learning_rate: fast` would otherwise reach TRL).
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    if annotation is Any or annotation is typing.Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(annotation))
+    if origin is Literal:
+        return value in typing.get_args(annotation)
+    if annotation is type(None):
+        return value is None
+    if origin in (list, tuple, set) or annotation in (list, tuple):
+        if not isinstance(value, list | tuple):
+            return False
+        args = typing.get_args(annotation)
+        return not args or all(_matches(v, args[0]) for v in value)
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if isinstance(annotation, type) and issubclass(annotation, str):  # str-based enums (e.g. IntervalStrategy)
+        return isinstance(value, str)
+    return True  # types we do not know how to check are left to the dataclass itself
+
+
+def _describe(annotation: Any) -> str:
+    return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def check_recipe_values(values: dict[str, Any], dataclass_types: tuple[type, ...], source: str) -> None:
+    """Raise `RecipeError` for unknown keys or values of the wrong type, naming `source` and the field."""
+    fields: dict[str, Any] = {}
+    for cls in dataclass_types:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.init:
+                fields.setdefault(f.name, hints.get(f.name, f.type))
+    unknown = [key for key in values if key not in fields and key != "env"]
+    if unknown:
+        lines = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, list(fields), n=3)
+            lines.append(f"  `{key}`" + (f" (did you mean {', '.join(f'`{c}`' for c in close)}?)" if close else ""))
+        raise RecipeError(f"{source}: unknown recipe key(s):\n" + "\n".join(lines))
+    for key, value in values.items():
+        if key == "env" or value is None and key in fields:
+            continue
+        if not _matches(value, fields[key]):
+            raise RecipeError(
+                f"{source}: `{key}` must be of type {_describe(fields[key])}; got {value!r} ({type(value).__name__})."
+            )
+
+
+def _peek(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == f"--{name}" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def load_recipe_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {path} does not exist.")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(values, dict):
+        raise RecipeError(f"{path}: a recipe must be a YAML mapping of field: value; got {type(values).__name__}.")
+    return values
+
+
+def parse_recipe(argv: list[str] | None = None) -> tuple[ModelConfig, DataArgs, ScriptArgs, GRPOConfig]:
+    """Parse `--config recipe.yaml [--field value ...]` into (model_args, data_args, script_args, training_args)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config_path = _peek(argv, "config")
+    values = load_recipe_file(config_path) if config_path else {}
+    method = _peek(argv, "method") or values.get("method", "grpo")
+    dataclass_types = recipe_dataclasses(method)
+    check_recipe_values(values, dataclass_types, source=str(config_path or "recipe"))
+    parser = TrlParser(dataclass_types)
+    try:
+        model_args, data_args, script_args, training_args = parser.parse_args_and_config(argv)
+    except SystemExit as exc:  # argparse exits on bad command-line values; turn that into an error we can show
+        raise RecipeError(f"invalid command-line arguments: {' '.join(argv)}") from exc
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, RecipeError):
+            raise
+        raise RecipeError(f"{config_path or 'recipe'}: {exc}") from exc
+    return model_args, data_args, script_args, training_args

@@ -1,0 +1,134 @@
+"""Self-correction evaluation: K attempts per problem with feedback in between, and the SCoRe table.
+
+    selfcorrect eval --config recipes/demo/score.yaml [--model_name_or_path outputs/demo-score] [--eval_attempts 3]
+
+Prints and saves (JSON + Markdown, in `output_dir/eval/`) acc@t1..acc@tK, Δ(t1, tK), Δ^{i→c} and Δ^{c→i} as fractions of
+all problems (Kumar et al. 2024, table 1). Greedy by default, as in the papers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from .episodes import ChatTurns, EpisodeSpec, HFGenerate, run_episodes
+from .feedback import get_feedback_provider
+from .metrics import attempt_accuracy
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_self_correction(
+    model,
+    tokenizer,
+    dataset,
+    attempts: int = 2,
+    feedback: str = "score_instruction",
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Run K-attempt episodes on every row of `dataset` (columns `prompt`, `solution`) and return the table."""
+    if len(dataset) == 0:
+        raise ValueError("the evaluation dataset is empty.")
+    if attempts < 1:
+        raise ValueError(f"`eval_attempts` must be at least 1; got {attempts}.")
+    rows = [dict(row) for row in dataset]
+    prompt_ids = [
+        list(
+            tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
+        )
+        for row in rows
+    ]
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    episodes = run_episodes(
+        prompt_ids,
+        rows,
+        generate=HFGenerate(model, tokenizer, temperature=temperature, batch_size=batch_size),
+        decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+        feedback=get_feedback_provider(feedback),
+        turns=ChatTurns(tokenizer),
+        spec=EpisodeSpec(max_attempts=attempts, max_attempt_tokens=max_new_tokens, stop_on_correct=False),
+    )
+    model.train(was_training)
+    correct_by_attempt = [[bool(ep.attempt_correct[t]) for ep in episodes] for t in range(attempts)]
+    table = attempt_accuracy(correct_by_attempt)
+    table["num_problems"] = len(rows)
+    table["truncated_t1"] = sum(ep.attempt_truncated[0] for ep in episodes) / len(episodes)
+    table["boxed_t1"] = sum(bool(ep.attempt_answers[0]) for ep in episodes) / len(episodes)
+    table["seconds"] = round(time.perf_counter() - start, 1)
+    samples = [
+        {
+            "solution": row["solution"],
+            "attempts": ep.attempt_texts,
+            "answers": ep.attempt_answers,
+            "correct": ep.attempt_correct,
+            "feedback": ep.feedback_texts,
+        }
+        for row, ep in zip(rows, episodes)
+    ]
+    return {
+        "metrics": table,
+        "samples": samples,
+        "config": dict(attempts=attempts, feedback=feedback, max_new_tokens=max_new_tokens, temperature=temperature),
+    }
+
+
+def markdown_table(metrics: dict[str, float], title: str = "") -> str:
+    attempts = sorted(k for k in metrics if k.startswith("acc_t") and k[5:].isdigit())
+    heads = [f"acc@t{k[5:]}" for k in attempts] + ["Δ(t1,tK)", "Δ i→c", "Δ c→i"]
+    values = [metrics[k] for k in attempts] + [metrics["delta"], metrics["delta_i2c"], metrics["delta_c2i"]]
+    lines = [f"| {title or 'model'} | " + " | ".join(heads) + " |", "|" + "---|" * (len(heads) + 1)]
+    lines.append(
+        f"| n={metrics.get('num_problems', '?')} | "
+        + " | ".join(f"{100 * v:+.1f}" if "Δ" in h else f"{100 * v:.1f}" for h, v in zip(heads, values))
+        + " |"
+    )
+    return "\n".join(lines)
+
+
+def save_results(result: dict[str, Any], out_dir: str | Path, name: str) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2))
+    (out_dir / f"{name}.md").write_text(markdown_table(result["metrics"], title=name) + "\n")
+    return out_dir / f"{name}.json"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Entry point of `selfcorrect eval`: evaluate the recipe's model on the recipe's test split."""
+    from .configs import parse_recipe
+    from .data import load_datasets
+    from .models import load_model, load_tokenizer
+
+    model_args, data_args, script_args, training_args = parse_recipe(argv)
+    _, test_ds = load_datasets(data_args, train=False, test=True)
+    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    model = load_model(model_args)
+    result = evaluate_self_correction(
+        model,
+        tokenizer,
+        test_ds,
+        attempts=script_args.eval_attempts,
+        feedback=script_args.eval_feedback,
+        max_new_tokens=script_args.eval_max_new_tokens,
+        temperature=script_args.eval_temperature,
+        batch_size=script_args.eval_batch_size,
+    )
+    path = save_results(result, Path(training_args.output_dir) / "eval", "eval")
+    print(markdown_table(result["metrics"], title=str(model_args.model_name_or_path)))
+    print(f"saved {path}")
+    return result
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .cli import main as cli_main
+
+    sys.exit(cli_main(["eval", *sys.argv[1:]]))

@@ -1,0 +1,110 @@
+"""Train from a recipe.
+
+    python -m selfcorrect.train --config recipes/demo/grpo.yaml [--field value ...]
+    accelerate launch --config_file launch/accelerate/zero2.yaml -m selfcorrect.train --config recipes/<model>/<method>.yaml
+
+Parses the recipe (model, data, script and trainer fields in one flat YAML), loads the data and the model, builds the
+reward functions and the trainer named by `method`, optionally evaluates before and after training, trains, and saves
+the final model to `output_dir`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger("selfcorrect")
+
+
+def get_trainer_class(method: str):
+    from trl import GRPOTrainer
+
+    from .trainers import TRAINERS
+
+    return {"grpo": GRPOTrainer, **TRAINERS}[method]
+
+
+def run_eval(trainer_or_model, tokenizer, test_ds, script_args, output_dir: str, name: str, accelerator=None):
+    """The self-correction table on the main process (others wait), saved under `output_dir/eval/name.*`."""
+    from .evaluate import evaluate_self_correction, markdown_table, save_results
+
+    if accelerator is not None and not accelerator.is_main_process:
+        accelerator.wait_for_everyone()
+        return None
+    model = trainer_or_model
+    if accelerator is not None:
+        model = accelerator.unwrap_model(model)
+    result = evaluate_self_correction(
+        model,
+        tokenizer,
+        test_ds,
+        attempts=script_args.eval_attempts,
+        feedback=script_args.eval_feedback,
+        max_new_tokens=script_args.eval_max_new_tokens,
+        temperature=script_args.eval_temperature,
+        batch_size=script_args.eval_batch_size,
+    )
+    save_results(result, Path(output_dir) / "eval", name)
+    print(f"\n{markdown_table(result['metrics'], title=name)}\n", flush=True)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    return result
+
+
+def main(argv: list[str] | None = None):
+    from transformers import set_seed
+    from trl import get_peft_config
+
+    from .configs import parse_recipe
+    from .data import load_datasets
+    from .models import load_model, load_tokenizer
+    from .rewards import get_reward_funcs
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Everything that can fail on bad input is checked before the model is loaded.
+    model_args, data_args, script_args, training_args = parse_recipe(argv)
+    reward_funcs = get_reward_funcs(script_args.reward_funcs)
+    need_test = script_args.eval_before_training or script_args.eval_after_training
+    train_ds, test_ds = load_datasets(data_args, train=True, test=need_test)
+    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    set_seed(training_args.seed)
+
+    model = load_model(model_args, gradient_checkpointing=training_args.gradient_checkpointing)
+    trainer_cls = get_trainer_class(script_args.method)
+    trainer = trainer_cls(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=training_args,
+        train_dataset=train_ds,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+    if script_args.eval_before_training:
+        run_eval(
+            trainer.model, tokenizer, test_ds, script_args, training_args.output_dir, "before", trainer.accelerator
+        )
+
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and os.path.isdir(training_args.output_dir):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint:
+            logger.info("resuming from %s", checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(training_args.output_dir)
+
+    if script_args.eval_after_training:
+        run_eval(
+            trainer.model, tokenizer, test_ds, script_args, training_args.output_dir, "after", trainer.accelerator
+        )
+    return trainer
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .cli import main as cli_main
+
+    sys.exit(cli_main(["train", *sys.argv[1:]]))

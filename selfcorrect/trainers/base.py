@@ -1,0 +1,305 @@
+"""Multi-attempt GRPO: episodes of K attempts with feedback turns, per-attempt rewards, per-token advantages.
+
+`MultiAttemptGRPOTrainer` is TRL's `GRPOTrainer` with three changes, each through TRL's own seams:
+
+1. Rollout (`rollout_func`): each prompt of a group becomes an episode (see `selfcorrect.episodes`); every attempt is
+   one batched call of TRL's `_generate_single_turn`, so HF generation, vLLM (colocate/server) and ZeRO-3 weight
+   gathering work as in TRL. Feedback tokens are environment tokens: `env_mask` = 0 takes them out of the loss.
+2. Scoring (`_calculate_rewards`): the recipe's reward functions score each attempt from its own text (TRL's
+   `completions` is the whole episode, feedback included). Rewards are gathered across ranks before any group
+   statistic, and per-attempt advantages are computed on the gathered (N, K) tensor.
+3. Credit (`_generate_and_score_completions`): after TRL builds the batch, this rank's rows get (B, T) advantages in
+   which attempt k's tokens carry attempt k's advantage; optional per-attempt KL coefficients become a (B, T)
+   `kl_weights` tensor used by `_compute_loss`.
+
+Subclass hooks (override one to change the method):
+- `judge(text, row) -> bool | None`: is an attempt correct (early stop, feedback, metrics)? Default: math-verify on
+  the last boxed answer against `row["solution"]`.
+- `feedback(outcome) -> str | None`: the user turn after an attempt (None ends the episode).
+- `attempt_rewards(rewards_per_func) -> (N, K)`: combine the reward functions' values for each attempt.
+- `attempt_advantages(rewards, episodes) -> (N, K)`: credit assignment over attempts.
+- `kl_coefficients(num_attempts) -> list[float] | None`: a KL coefficient per attempt (None: TRL's uniform `beta`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from accelerate.utils import gather_object
+from trl import GRPOConfig, GRPOTrainer
+
+from ..algos import aggregate_token_loss, per_attempt_advantages, spread_over_attempts
+from ..episodes import ChatTurns, Episode, EpisodeSpec, judge_accuracy, max_episode_length, run_episodes
+from ..feedback import FEEDBACK, AttemptOutcome, FeedbackProvider, get_feedback_provider
+from ..metrics import self_correction_metrics
+
+
+@dataclass
+class MultiAttemptConfig(GRPOConfig):
+    """GRPO configuration plus the episode: attempts, token cap per attempt, feedback, early stop."""
+
+    max_attempts: int = field(default=2, metadata={"help": "Attempts per episode (K)."})
+    max_attempt_length: int = field(
+        default=128, metadata={"help": "Token cap of each attempt; `max_completion_length` must fit the episode."}
+    )
+    stop_on_correct: bool = field(default=False, metadata={"help": "End an episode at its first correct attempt."})
+    feedback: str = field(
+        default="score_instruction", metadata={"help": f"Feedback provider between attempts: {', '.join(FEEDBACK)}."}
+    )
+    feedback_template: str | None = field(
+        default=None,
+        metadata={"help": "Text of the feedback turn (placeholders {answer}, {solution}, {attempt}); null: default."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.max_attempts < 1:
+            raise ValueError(f"`max_attempts` must be at least 1; got {self.max_attempts}.")
+        if self.max_attempt_length < 1:
+            raise ValueError(f"`max_attempt_length` must be positive; got {self.max_attempt_length}.")
+        if self.feedback not in FEEDBACK:
+            raise ValueError(f"`feedback`: unknown provider '{self.feedback}'; choose one of {', '.join(FEEDBACK)}.")
+        get_feedback_provider(self.feedback, self.feedback_template)  # validates the template's placeholders
+
+
+class MultiAttemptGRPOTrainer(GRPOTrainer):
+    """GRPO over multi-attempt episodes; per-attempt advantages are group-normalized attempt by attempt."""
+
+    _tag_names = ["trl", "grpo", "selfcorrect", "multi-attempt"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rollout_func = self._rollout_episodes
+        self.feedback_provider: FeedbackProvider = get_feedback_provider(
+            self.args.feedback, self.args.feedback_template
+        )
+        self.chat_turns = ChatTurns(self._tokenizer, self.chat_template, self.chat_template_kwargs)
+        self.episode_spec = EpisodeSpec(
+            max_attempts=self.args.max_attempts,
+            max_attempt_tokens=self.args.max_attempt_length,
+            stop_on_correct=self.args.stop_on_correct,
+        )
+        example = self.feedback_provider(AttemptOutcome(0, "", "0", False, False, {"solution": "0"})) or "Try again."
+        needed = max_episode_length(self.episode_spec, self.chat_turns, example)
+        if self.args.max_completion_length is not None and self.args.max_completion_length < needed:
+            raise ValueError(
+                f"`max_completion_length` ({self.args.max_completion_length}) cannot hold an episode of "
+                f"{self.args.max_attempts} attempts of up to `max_attempt_length` = {self.args.max_attempt_length} "
+                f"tokens plus the feedback turns; set it to at least {needed}."
+            )
+        self._batch_rows: list[dict[str, Any]] = []
+        self._attempt_advantages: torch.Tensor | None = None  # (N, K), gathered over ranks
+
+    # --- hooks -----------------------------------------------------------------------------------------------------
+
+    def judge(self, text: str, row: dict[str, Any]) -> bool | None:
+        """Is an attempt correct? Drives early stop, the feedback's verdict and the acc@t metrics."""
+        return judge_accuracy(text, row)
+
+    def feedback(self, outcome: AttemptOutcome) -> str | None:
+        """The user turn after an attempt; None ends the episode. Default: the configured provider."""
+        return self.feedback_provider(outcome)
+
+    def attempt_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
+        """(N, K, F) reward-function values -> (N, K) attempt rewards: TRL's weighted sum (NaN where unscored)."""
+        weights = self.reward_weights.to(rewards_per_func.device)  # (F,)
+        rewards = (rewards_per_func * weights).nansum(dim=-1)  # (N, K)
+        return rewards.masked_fill(torch.isnan(rewards_per_func).all(dim=-1), float("nan"))
+
+    def attempt_advantages(self, rewards: torch.Tensor, episodes: dict[str, list]) -> torch.Tensor:
+        """(N, K) attempt rewards -> (N, K) advantages. Default: group-normalize each attempt's rewards (gamma = 0)."""
+        return per_attempt_advantages(rewards, self.num_generations, self.scale_rewards)
+
+    def kl_coefficients(self, num_attempts: int) -> list[float] | None:
+        """A KL coefficient per attempt, or None for TRL's uniform `beta` on every model token."""
+        return None
+
+    # --- rollout ---------------------------------------------------------------------------------------------------
+
+    def _generate_attempt(self, contexts, max_new_tokens, attempt):
+        """One batched generation call through TRL's backend, with the per-attempt token cap."""
+        num_generations = (self.num_generations if self.model.training else self.num_generations_eval) or 1
+        with self._attempt_token_cap(max_new_tokens):
+            ids, logprobs = self._generate_single_turn(
+                contexts, None, {}, num_generations=num_generations if attempt == 0 else 1
+            )
+        return ids, logprobs
+
+    @contextlib.contextmanager
+    def _attempt_token_cap(self, max_new_tokens: int):
+        targets = [(self.generation_config, "max_new_tokens")]
+        if self.use_vllm:
+            targets.append((self.vllm_generation, "max_completion_length"))
+        saved = [getattr(obj, name) for obj, name in targets]
+        for obj, name in targets:
+            setattr(obj, name, max_new_tokens)
+        try:
+            yield
+        finally:
+            for (obj, name), value in zip(targets, saved):
+                setattr(obj, name, value)
+
+    def _rollout_episodes(self, prompts: list, trainer=None) -> dict[str, Any]:
+        if len(self._batch_rows) != len(prompts):
+            raise RuntimeError("internal: the batch rows were not recorded before the rollout.")
+        prompt_ids, _, _ = self._tokenize_prompts(prompts)
+        episodes = run_episodes(
+            prompt_ids,
+            self._batch_rows,
+            generate=self._generate_attempt,
+            decode=lambda ids: self._tokenizer.decode(ids, skip_special_tokens=True),
+            feedback=self.feedback,
+            turns=self.chat_turns,
+            spec=self.episode_spec,
+            judge=self.judge,
+        )
+        logprobs = [ep.logprobs for ep in episodes]
+        return {
+            "prompt_ids": [ep.prompt_ids for ep in episodes],
+            "completion_ids": [ep.completion_ids for ep in episodes],
+            "logprobs": None if any(lp is None for lp in logprobs) else logprobs,
+            "env_mask": [ep.env_mask for ep in episodes],
+            **episode_fields(episodes),
+        }
+
+    def _generate_and_score_completions(self, inputs):
+        self._batch_rows = inputs
+        output = super()._generate_and_score_completions(inputs)
+        # This rank's rows, in the gathered order that `_calculate_rewards` used.
+        local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
+        attempt_advantages = self._attempt_advantages[local].to(output["completion_ids"].device)  # (B, K)
+        spans = [row["attempt_spans"] for row in inputs]
+        num_tokens = output["completion_ids"].size(1)
+        output["advantages"] = spread_over_attempts(attempt_advantages, spans, num_tokens)  # (B, T)
+        coefficients = self.kl_coefficients(self.args.max_attempts)
+        if coefficients is not None:
+            per_attempt = torch.tensor([coefficients] * len(inputs), device=output["completion_ids"].device)
+            output["kl_weights"] = spread_over_attempts(per_attempt, spans, num_tokens)  # (B, T)
+        return output
+
+    # --- scoring ---------------------------------------------------------------------------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """Score every attempt with the recipe's reward functions; return the last attempt's scores to TRL."""
+        device = self.accelerator.device
+        conversational = isinstance(completions[0], list)
+        num_attempts = self.args.max_attempts
+        per_attempt = []
+        for k in range(num_attempts):
+            texts = [row["attempt_texts"][k] if k < len(row["attempt_texts"]) else "" for row in inputs]
+            ids = [
+                completion_ids_list[i][slice(*row["attempt_spans"][k])] if k < len(row["attempt_spans"]) else []
+                for i, row in enumerate(inputs)
+            ]
+            attempt_completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
+            scores = super()._calculate_rewards(inputs, prompts, attempt_completions, ids)  # (N, F), gathered
+            made = torch.tensor([k < len(row["attempt_texts"]) for row in inputs], device=device)
+            made = self.accelerator.gather(made)  # (N,)
+            scores[~made] = float("nan")
+            per_attempt.append(scores)
+        rewards_per_func = torch.stack(per_attempt, dim=1)  # (N, K, F)
+
+        episodes = {key: gather_object([row[key] for row in inputs]) for key in EPISODE_KEYS}
+        rewards = self.attempt_rewards(rewards_per_func)  # (N, K)
+        self._attempt_advantages = self.attempt_advantages(rewards, episodes)  # (N, K)
+        self._log_episodes(rewards, episodes)
+
+        # TRL logs and baselines these; our advantages replace its advantages afterwards.
+        num_made = torch.tensor([len(t) for t in episodes["attempt_texts"]], device=device)  # (N,)
+        return rewards_per_func[torch.arange(len(num_made), device=device), num_made - 1]  # (N, F)
+
+    def _log_episodes(self, rewards: torch.Tensor, episodes: dict[str, list]) -> None:
+        mode = "train" if self.model.training else "eval"
+        metrics = self._metrics[mode]
+        correct = episodes["attempt_correct"]
+        num_attempts = self.args.max_attempts
+        # An attempt never made (episode stopped at a correct answer) keeps the last attempt's outcome.
+        filled = [[bool(c[min(k, len(c) - 1)]) for k in range(num_attempts)] for c in correct]
+        for k in range(num_attempts):
+            metrics[f"selfcorrect/acc_t{k + 1}"].append(sum(f[k] for f in filled) / len(filled))
+            made = rewards[:, k][~torch.isnan(rewards[:, k])]
+            if made.numel():
+                metrics[f"selfcorrect/reward_t{k + 1}"].append(made.mean().item())
+        if num_attempts >= 2:
+            table = self_correction_metrics([f[0] for f in filled], [f[-1] for f in filled])
+            metrics["selfcorrect/delta"].append(table["delta"])
+            metrics["selfcorrect/delta_i2c"].append(table["delta_i2c"])
+            metrics["selfcorrect/delta_c2i"].append(table["delta_c2i"])
+        metrics["selfcorrect/attempts_mean"].append(sum(len(c) for c in correct) / len(correct))
+        answers = [[a.strip() for a in ep if a] for ep in episodes["attempt_answers"]]
+        ratios = [len(set(a)) / len(a) for a in answers if a]
+        if ratios:
+            metrics["selfcorrect/distinct_answer_ratio"].append(sum(ratios) / len(ratios))
+        truncated = [t for ep in episodes["attempt_truncated"] for t in ep]
+        metrics["selfcorrect/truncated_attempts"].append(sum(truncated) / max(len(truncated), 1))
+
+        # Completions table: one column per attempt, its feedback, reward and advantage. TRL gathers these columns
+        # from every rank, so each rank logs its own rows.
+        local = slice(
+            self.accelerator.process_index * len(correct) // self.accelerator.num_processes,
+            (self.accelerator.process_index + 1) * len(correct) // self.accelerator.num_processes,
+        )
+        texts, fb = episodes["attempt_texts"][local], episodes["feedback_texts"][local]
+        for k in range(num_attempts):
+            self._pending_extra_logs[f"attempt_{k + 1}"].extend([t[k] if k < len(t) else "" for t in texts])
+            self._pending_extra_logs[f"reward_{k + 1}"].extend(rewards[local, k].tolist())
+            self._pending_extra_logs[f"advantage_{k + 1}"].extend(self._attempt_advantages[local, k].tolist())
+            if k + 1 < num_attempts:
+                self._pending_extra_logs[f"feedback_{k + 1}"].extend([f[k] if k < len(f) else "" for f in fb])
+
+    # --- loss ------------------------------------------------------------------------------------------------------
+
+    def _compute_loss(self, model, inputs):
+        """TRL's loss; with per-attempt KL coefficients, TRL's uniform KL is replaced by the weighted one."""
+        if "kl_weights" not in inputs:
+            return super()._compute_loss(model, inputs)
+        captured: dict[str, torch.Tensor] = {}
+        original = self._get_per_token_logps_and_entropies
+
+        def capture(*args, **kwargs):
+            logps, entropies, aux = original(*args, **kwargs)
+            captured["logps"] = logps
+            return logps, entropies, aux
+
+        beta = self.beta
+        self.beta, self._get_per_token_logps_and_entropies = 0.0, capture
+        try:
+            loss = super()._compute_loss(model, inputs)
+        finally:
+            self.beta = beta
+            del self._get_per_token_logps_and_entropies
+        logps, ref_logps = captured["logps"], inputs["ref_per_token_logps"]  # (B, T) each
+        per_token_kl = torch.exp(ref_logps - logps) - (ref_logps - logps) - 1  # (B, T), TRL's k3 estimator
+        mask = inputs["completion_mask"] * inputs.get("tool_mask", 1)  # (B, T)
+        mode = "train" if self.model.training else "eval"
+        kl_term = aggregate_token_loss(
+            inputs["kl_weights"] * per_token_kl,
+            mask,
+            self.loss_type,
+            max_completion_length=self.max_completion_length,
+            num_items_in_batch=inputs["num_items_in_batch"],
+            num_processes=self.accelerator.num_processes,
+            gradient_accumulation_steps=self.current_gradient_accumulation_steps if mode == "train" else 1,
+            steps_per_generation=self.args.steps_per_generation if mode == "train" else 1,
+        )
+        totals = self.accelerator.reduce(torch.stack([(per_token_kl * mask).sum(), mask.sum().float()]).detach())
+        self._metrics[mode]["kl"].append((totals[0] / totals[1].clamp(min=1.0)).item())
+        return loss + kl_term
+
+
+EPISODE_KEYS = (
+    "attempt_spans",
+    "attempt_texts",
+    "attempt_answers",
+    "attempt_correct",
+    "attempt_truncated",
+    "feedback_texts",
+)
+
+
+def episode_fields(episodes: list[Episode]) -> dict[str, list]:
+    """Per-episode bookkeeping as per-sample lists: TRL copies them into the batch rows and reward-function kwargs."""
+    return {key: [getattr(ep, key) for ep in episodes] for key in EPISODE_KEYS}
