@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(PY) -m selfcorrect.train --config recipes/demo/grpo.yaml
+	$(PY) -m selfcorrect.train --config recipes/demo/score.yaml
 
 test: install
 	$(PY) -m pytest -q

@@ -61,6 +61,11 @@ def evaluate_self_correction(
     table["num_problems"] = len(rows)
     table["truncated_t1"] = sum(ep.attempt_truncated[0] for ep in episodes) / len(episodes)
     table["boxed_t1"] = sum(bool(ep.attempt_answers[0]) for ep in episodes) / len(episodes)
+    if all("level" in row for row in rows):  # per-difficulty accuracy of the first and last attempt
+        for level in sorted({row["level"] for row in rows}):
+            index = [i for i, row in enumerate(rows) if row["level"] == level]
+            table[f"level_{level}/acc_t1"] = sum(correct_by_attempt[0][i] for i in index) / len(index)
+            table[f"level_{level}/acc_t{attempts}"] = sum(correct_by_attempt[-1][i] for i in index) / len(index)
     table["seconds"] = round(time.perf_counter() - start, 1)
     samples = [
         {

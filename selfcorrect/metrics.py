@@ -1,9 +1,9 @@
-"""Self-correction and sampling metrics, as the papers define them.
+"""Self-correction and sampling metrics, as the papers define them (pure Python; takes lists, arrays or tensors).
 
-- `self_correction_metrics`: SCoRe's table (Kumar et al. 2024): acc@t1, acc@t2, Δ(t1, t2) = acc@t2 - acc@t1,
-  Δ^{i→c} (wrong at t1, right at t2) and Δ^{c→i} (right at t1, wrong at t2), both as fractions of **all** problems, so
-  that Δ = Δ^{i→c} - Δ^{c→i}.
-- `pass_at_k`: the unbiased estimator 1 - C(n-c, k) / C(n, k) (Chen et al. 2021), in a numerically stable product form.
+- `self_correction_metrics` (SCoRe, Kumar et al. 2024): acc@t1, acc@t2, Δ(t1, t2) = acc@t2 - acc@t1,
+  Δ^{i→c} (wrong at t1, right at t2) and Δ^{c→i} (right at t1, wrong at t2), both as fractions of **all** problems,
+  so that Δ = Δ^{i→c} - Δ^{c→i}.
+- `pass_at_k`: the unbiased estimator 1 - C(n-c, k) / C(n, k) (Chen et al. 2021) in a numerically stable product form.
 """
 
 from __future__ import annotations
@@ -13,9 +13,21 @@ from typing import Any
 
 
 def _as_bools(values: Any, name: str) -> list[bool]:
-    if hasattr(values, "tolist"):
+    """One bool per problem from a list, a numpy array or a torch tensor of bools / 0-1 values."""
+    if hasattr(values, "tolist"):  # numpy / torch: plain Python scalars
         values = values.tolist()
-    return [bool(v) for v in values]
+    if not isinstance(values, Sequence) or isinstance(values, str):
+        raise ValueError(f"{name} must be a sequence of per-problem bools; got {type(values).__name__}.")
+    flags = []
+    for i, value in enumerate(values):
+        if isinstance(value, Sequence):
+            raise ValueError(f"{name}[{i}] is a sequence ({value!r}); expected one bool per problem.")
+        flags.append(bool(value))
+    return flags
+
+
+def _accuracy(flags: list[bool]) -> float:
+    return sum(flags) / len(flags)
 
 
 def self_correction_metrics(correct_t1: Sequence[Any], correct_t2: Sequence[Any]) -> dict[str, float]:
@@ -24,47 +36,51 @@ def self_correction_metrics(correct_t1: Sequence[Any], correct_t2: Sequence[Any]
     if len(t1) != len(t2):
         raise ValueError(f"correct_t1 has {len(t1)} problems but correct_t2 has {len(t2)}.")
     if not t1:
-        raise ValueError("self-correction metrics need at least one problem.")
+        raise ValueError("self-correction metrics need at least one problem; both inputs are empty.")
     n = len(t1)
-    acc_t1, acc_t2 = sum(t1) / n, sum(t2) / n
+    acc_t1, acc_t2 = _accuracy(t1), _accuracy(t2)
     return {
         "acc_t1": acc_t1,
         "acc_t2": acc_t2,
         "delta": acc_t2 - acc_t1,
-        "delta_i2c": sum(1 for a, b in zip(t1, t2) if not a and b) / n,
-        "delta_c2i": sum(1 for a, b in zip(t1, t2) if a and not b) / n,
+        "delta_i2c": sum(not a and b for a, b in zip(t1, t2)) / n,
+        "delta_c2i": sum(a and not b for a, b in zip(t1, t2)) / n,
     }
 
 
 def attempt_accuracy(correct_by_attempt: Sequence[Sequence[Any]]) -> dict[str, float]:
-    """K attempts: acc_t1..acc_tK, plus the self-correction metrics between the first and the last attempt."""
-    if not correct_by_attempt:
+    """K attempts -> acc_t1..acc_tK, plus delta, delta_i2c and delta_c2i between the first and the last attempt."""
+    attempts = [_as_bools(flags, f"attempt {k + 1}") for k, flags in enumerate(correct_by_attempt)]
+    if not attempts:
         raise ValueError("attempt_accuracy needs at least one attempt.")
-    attempts = [_as_bools(c, f"attempt {k + 1}") for k, c in enumerate(correct_by_attempt)]
-    table = self_correction_metrics(attempts[0], attempts[-1])
-    for k, correct in enumerate(attempts):
-        if len(correct) != len(attempts[0]):
-            raise ValueError(f"attempt {k + 1} has {len(correct)} problems, attempt 1 has {len(attempts[0])}.")
-        table[f"acc_t{k + 1}"] = sum(correct) / len(correct)
+    for k, flags in enumerate(attempts[1:], start=2):
+        if len(flags) != len(attempts[0]):
+            raise ValueError(f"attempt 1 has {len(attempts[0])} problems but attempt {k} has {len(flags)}.")
+    first_last = self_correction_metrics(attempts[0], attempts[-1])
+    table = {f"acc_t{k}": _accuracy(flags) for k, flags in enumerate(attempts, start=1)}
+    table.update({key: first_last[key] for key in ("delta", "delta_i2c", "delta_c2i")})
     return table
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Probability that at least one of k samples (drawn without replacement from n, c correct) is correct."""
+    """Probability that at least one of k samples, drawn without replacement from n of which c are correct, is."""
     if k < 1 or k > n:
         raise ValueError(f"pass@k needs 1 <= k <= n; got k={k}, n={n}.")
     if c < 0 or c > n:
         raise ValueError(f"pass@k needs 0 <= c <= n; got c={c}, n={n}.")
-    if n - c < k:
+    if n - c < k:  # every k-subset holds a correct sample
         return 1.0
-    fail = 1.0
+    # C(n-c, k) / C(n, k) = prod_{i=n-c+1}^{n} (1 - k/i): no huge binomials.
+    all_wrong = 1.0
     for i in range(n - c + 1, n + 1):
-        fail *= 1.0 - k / i
-    return 1.0 - fail
+        all_wrong *= 1.0 - k / i
+    return 1.0 - all_wrong
 
 
 def mean_pass_at_k(num_samples: Sequence[int], num_correct: Sequence[int], k: int) -> float:
-    """pass@k averaged over problems."""
-    if len(num_samples) != len(num_correct) or not num_samples:
-        raise ValueError("mean_pass_at_k needs equal, non-empty lists of sample and correct counts.")
+    """pass@k averaged over problems (problem i: num_samples[i] samples, num_correct[i] of them correct)."""
+    if len(num_samples) != len(num_correct):
+        raise ValueError(f"{len(num_samples)} sample counts but {len(num_correct)} correct counts.")
+    if not num_samples:
+        raise ValueError("mean_pass_at_k needs at least one problem.")
     return sum(pass_at_k(n, c, k) for n, c in zip(num_samples, num_correct)) / len(num_samples)

@@ -1,214 +1,339 @@
-"""Reward functions with TRL's signature, a name registry, and a time-bounded math-verify checker.
+"""Reward functions with TRL's signature, a name registry, and a time-bounded math-verify answer checker.
 
     reward_funcs: [accuracy, format, my_package.rewards:length_penalty]   # in a recipe
 
 A reward function is `fn(completions, **columns) -> list[float | None]`: `completions` are strings or conversational
-lists (`[{"role": "assistant", "content": ...}]`), every dataset column arrives as a keyword (the gold final answer in
-`solution`). `None` means "cannot score this sample" and keeps it out of the group baseline.
+lists (`[{"role": "assistant", "content": ...}]`) and every dataset column arrives as a keyword (the gold final answer
+in `solution`). `None` means "cannot score this sample" (TRL turns it into NaN and leaves it out of the baseline).
 
-math-verify bounds its own time with `signal.alarm`, which raises outside the main thread, and TRL runs reward
-functions on a background thread. So we call it with its timeouts off, inside one persistent worker process, and wait
-for each answer at most `VERIFY_TIMEOUT_S` seconds: a pathological answer costs that much and scores 0, never a hang.
+math-verify bounds its own time with `signal.alarm`, which raises outside the main thread, and reward functions may run
+on a background thread. So we call it with its timeouts off, in one persistent worker process, and wait at most
+`timeout_s` for each answer: a pathological answer costs that much and scores 0; the stuck worker is killed and
+replaced. The worker is a plain subprocess (`python -m selfcorrect._verify_worker`), never a re-import of the launching
+script.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import importlib
-import multiprocessing
+import inspect
+import json
+import numbers
+import os
+import re
+import select
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-VERIFY_TIMEOUT_S = 5.0
-MAX_ANSWER_CHARS = 1000
-_STATS = {"calls": 0, "fast_path": 0, "timeouts": 0, "worker_restarts": 0}
-_POOL: ProcessPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
+__all__ = [
+    "REWARD_FUNCS",
+    "RewardFunctionError",
+    "accuracy_reward",
+    "check_gold_answers",
+    "completion_text",
+    "extract_boxed",
+    "format_reward",
+    "get_reward_funcs",
+    "parse_gold",
+    "verify_answer",
+    "verify_stats",
+    "wrap_reward_func",
+]
+
+MAX_ANSWER_CHARS = 1000  # longer answers keep only their last 1000 characters
+GOLD_TIMEOUT_S = 10.0  # per gold answer in `check_gold_answers`
+WORKER_START_TIMEOUT_S = 120.0  # a fresh worker imports sympy and math-verify (seconds on a busy machine)
+
+# Counters (read them with `verify_stats()`).
+VERIFY_CALLS = 0
+VERIFY_FAST_PATH = 0
+VERIFY_TIMEOUTS = 0
+VERIFY_WORKER_RESTARTS = 0
+
+_STATS_LOCK = threading.Lock()
+_WORKER_LOCK = threading.Lock()  # one request at a time: the time bound then measures our own request only
+_GOLD_OK: dict[str, bool] = {}  # gold string -> parses (for the fast path and check_gold_answers)
 
 
 class RewardFunctionError(RuntimeError):
-    """A reward function raised or returned something that is not one score per sample."""
+    """A reward function raised, or returned something other than one score per completion."""
 
 
 # --- text helpers ------------------------------------------------------------------------------------------------------
 
 
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # multimodal parts: [{"type": "text", "text": ...}, ...]
+        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return "" if content is None else str(content)
+
+
 def completion_text(completion: Any) -> str:
-    """The text of a completion given as a string or as a list of chat messages (assistant contents joined)."""
+    """The text of a completion: a string as is; for chat messages, the assistant contents joined by newlines."""
     if isinstance(completion, str):
         return completion
-    if isinstance(completion, list):
-        parts = []
-        for message in completion:
-            if isinstance(message, dict) and message.get("role", "assistant") == "assistant":
-                content = message.get("content", "")
-                parts.append(
-                    content if isinstance(content, str) else " ".join(str(c.get("text", "")) for c in content)
-                )
-        return "\n".join(parts)
-    return str(completion)
+    if isinstance(completion, dict):
+        completion = [completion]
+    if isinstance(completion, list | tuple):
+        return "\n".join(
+            _content_text(m.get("content"))
+            for m in completion
+            if isinstance(m, dict) and m.get("role", "assistant") == "assistant"
+        )
+    return "" if completion is None else str(completion)
+
+
+_BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
 def extract_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` (or `\\fbox{...}`), nested braces kept; None if absent or unbalanced."""
-    best = None
-    for command in ("\\boxed", "\\fbox"):
-        start = text.rfind(command + "{")
-        if start > (best[0] if best else -1):
-            best = (start, len(command) + 1)
-    if best is None:
+    """Content of the last `\\boxed{...}` / `\\fbox{...}` with nested braces; None if there is none or it is unbalanced.
+
+    Escaped braces (`\\{`, `\\}`) do not count towards the nesting. An empty box gives "".
+    """
+    matches = list(_BOX_OPEN.finditer(text))
+    if not matches:
         return None
-    position, offset = best
-    depth, i = 1, position + offset
-    begin = i
+    last = matches[-1]
+    depth, i = 1, last.end()
     while i < len(text):
         char = text[i]
+        if char == "\\":
+            i += 2  # skip the escaped character (`\{`, `\}`, `\\`)
+            continue
         if char == "{":
             depth += 1
         elif char == "}":
             depth -= 1
             if depth == 0:
-                return text[begin:i]
+                return text[last.end() : i]
         i += 1
     return None
 
 
-# --- math-verify in a worker process -----------------------------------------------------------------------------------
+# --- math-verify (these run in the worker process: see selfcorrect/_verify_worker.py) ---------------------------------------------------------------------
+
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 
 
-def _quiet_math_verify() -> None:
-    import logging
+def _extraction_config() -> list:
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
 
-    # math-verify warns on every call made with its signal timeouts off; we bound time ourselves.
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    return [LatexExtractionConfig(), ExprExtractionConfig()]
 
 
-def _parse_gold(solution: str):
-    _quiet_math_verify()
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+def parse_gold(solution: str) -> list | None:
+    """Parse a gold answer ("42", "1/2", "0.5", "\\frac12", "$\\frac12$", "\\boxed{7}", ...); None if it does not parse.
 
-    text = solution.strip()
+    Runs math-verify in the calling process with no time bound: use `verify_answer` / `check_gold_answers` for that.
+    """
+    from math_verify import parse
+
+    text = "" if solution is None else str(solution).strip()
+    boxed = extract_boxed(text)
+    text = boxed.strip() if boxed else text  # "\\boxed{7}" -> "7" (math-verify does not know \\fbox)
     if not text:
-        return []
-    candidates = [text] if text.startswith("$") or "\\boxed" in text else [f"${text}$", text]
-    for candidate in candidates:
-        parsed = parse(
-            candidate,
-            extraction_config=[LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()],
-            parsing_timeout=None,
-        )
-        if parsed and not isinstance(parsed[0], str):  # a lone string means math-verify could not parse it
+        return None
+    # Bare LaTeX needs math delimiters ("\\frac12" and "2\\sqrt{2}" misparse without them); keep explicit ones.
+    for candidate in [text] if _UNESCAPED_DOLLAR.search(text) else [f"${text}$", text]:
+        # no_fallback: text that is no math gives [] instead of the raw string back.
+        parsed = parse(candidate, _extraction_config(), fallback_mode="no_fallback", parsing_timeout=None)
+        if parsed:
             return parsed
-    return []
+    return None
+
+
+def _parse_answer(answer: str) -> list:
+    from math_verify import ExprExtractionConfig, parse
+
+    text = answer if _UNESCAPED_DOLLAR.search(answer) else f"${answer}$"
+    parsed = parse(text, _extraction_config(), parsing_timeout=None)
+    return parsed or parse(answer, [ExprExtractionConfig()], parsing_timeout=None)
 
 
 def _verify_worker(solution: str, answer: str) -> bool | None:
-    """Runs in the worker: None if the gold does not parse, else whether the answer is equivalent."""
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+    """In the worker: None if the gold does not parse, else whether `answer` is equivalent to it."""
+    from math_verify import verify
 
-    gold = _parse_gold(solution)
-    if not gold:
+    gold = parse_gold(solution)
+    if gold is None:
         return None
     if not answer.strip():
         return False
-    predicted = parse(
-        f"${answer}$",
-        extraction_config=[LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()],
-        parsing_timeout=None,
-    )
-    if not predicted:
-        predicted = parse(answer, extraction_config=[ExprExtractionConfig()], parsing_timeout=None)
+    predicted = _parse_answer(answer)
     if not predicted:
         return False
     return bool(verify(gold, predicted, timeout_seconds=None))
 
 
-def _gold_parses_worker(solutions: list[str]) -> list[bool]:
-    return [bool(_parse_gold(s)) for s in solutions]
+def _gold_ok_worker(solution: str) -> bool:
+    return parse_gold(solution) is not None
 
 
-def _pool() -> ProcessPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        return _POOL
+def _warmup_worker() -> bool:
+    """Import math-verify and run it once, so a request's time bound does not pay for the imports."""
+    import logging
+
+    # math-verify warns that its timeouts are off; we bound the time ourselves.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    return _verify_worker("1/2", "\\frac{2}{4}") is True
 
 
-def _restart_pool() -> None:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is not None:
-            for process in list(getattr(_POOL, "_processes", {}).values()):
-                process.kill()  # the worker may be stuck in a pathological parse
-            _POOL.shutdown(wait=False, cancel_futures=True)
-            _POOL = None
-            _STATS["worker_restarts"] += 1
+# --- the worker process ------------------------------------------------------------------------------------------------
 
 
-@atexit.register
-def _shutdown_pool() -> None:
-    if _POOL is not None:
-        for process in list(getattr(_POOL, "_processes", {}).values()):
-            process.kill()
-        _POOL.shutdown(wait=False, cancel_futures=True)
+class _VerifyWorker:
+    """One `python -m selfcorrect._verify_worker` subprocess (JSON lines over pipes), shared by all threads.
+
+    A subprocess rather than a multiprocessing pool: `spawn` would re-import the launching script in the worker (fatal
+    for a script without an `if __name__ == "__main__":` guard), and `fork` would copy a process holding torch's
+    threads. On a timeout the worker is killed (it may be stuck in sympy) and the next request starts a new one.
+    """
+
+    def __init__(self):
+        self.process: subprocess.Popen | None = None
+        self.pid: int | None = None  # the process that owns the worker (a forked child must start its own)
+
+    def _ensure_started(self) -> subprocess.Popen:
+        if self.process is not None and self.pid == os.getpid() and self.process.poll() is None:
+            return self.process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "selfcorrect._verify_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        self.pid = os.getpid()
+        ok = self._exchange({"op": "warmup", "args": []}, WORKER_START_TIMEOUT_S)  # imports sympy and math-verify
+        if ok is not True:
+            self.stop()
+            raise RuntimeError("the math-verify worker process started but says 1/2 != 2/4; is math-verify broken?")
+        return self.process
+
+    def _exchange(self, payload: dict, timeout_s: float) -> Any:
+        process = self.process
+        process.stdin.write(json.dumps(payload) + "\n")
+        process.stdin.flush()
+        ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+        if not ready:
+            raise TimeoutError
+        line = process.stdout.readline()
+        if not line:
+            raise BrokenPipeError("the math-verify worker exited")
+        reply = json.loads(line)
+        if not reply["ok"]:
+            raise RuntimeError(f"math-verify failed in the worker: {reply['error']}")
+        return reply["result"]
+
+    def run(self, op: str, *args: Any, timeout_s: float) -> tuple[bool, Any]:
+        """(True, result) within `timeout_s`; (False, None) on timeout (the worker is replaced). Hold _WORKER_LOCK."""
+        for attempt in range(2):
+            self._ensure_started()
+            try:
+                return True, self._exchange({"op": op, "args": list(args)}, timeout_s)
+            except TimeoutError:
+                _bump("VERIFY_TIMEOUTS")
+                self.stop()
+                _bump("VERIFY_WORKER_RESTARTS")
+                return False, None
+            except (BrokenPipeError, OSError):  # the worker died (OOM killer, ...): retry once on a fresh one
+                self.stop()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        if self.process is not None and self.pid == os.getpid():
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+_WORKER = _VerifyWorker()
+atexit.register(_WORKER.stop)
+
+
+def _bump(counter: str) -> None:
+    with _STATS_LOCK:
+        globals()[counter] += 1
+
+
+def _run_bounded(op: str, *args: Any, timeout_s: float) -> tuple[bool, Any]:
+    with _WORKER_LOCK:
+        return _WORKER.run(op, *args, timeout_s=timeout_s)
 
 
 def verify_stats() -> dict[str, int]:
-    """Counters of the checker: calls, fast-path answers, timeouts, worker restarts."""
-    return dict(_STATS)
+    """Checker counters: calls (to verify_answer), fast_path, timeouts, worker_restarts."""
+    with _STATS_LOCK:
+        return {
+            "calls": VERIFY_CALLS,
+            "fast_path": VERIFY_FAST_PATH,
+            "timeouts": VERIFY_TIMEOUTS,
+            "worker_restarts": VERIFY_WORKER_RESTARTS,
+        }
 
 
-def verify_answer(solution: str, answer: str, timeout_s: float | None = None) -> bool | None:
-    """Is `answer` equivalent to the gold `solution`? None when the gold does not parse; False on timeout."""
-    _STATS["calls"] += 1
-    solution, answer = str(solution).strip(), str(answer).strip()[-MAX_ANSWER_CHARS:]
-    if answer and answer == solution and _gold_parses([solution])[0]:
-        _STATS["fast_path"] += 1
-        return True
-    future = _pool().submit(_verify_worker, solution, answer)
-    try:
-        return future.result(timeout=VERIFY_TIMEOUT_S if timeout_s is None else timeout_s)
-    except FutureTimeout:
-        _STATS["timeouts"] += 1
-        _restart_pool()
+def verify_answer(solution: str, boxed_answer: str, timeout_s: float = 5.0) -> bool | None:
+    """Is `boxed_answer` equivalent to the gold `solution`? None if the gold does not parse; False if the answer is
+    empty, does not parse, or takes longer than `timeout_s` to check. Safe to call from any thread."""
+    _bump("VERIFY_CALLS")
+    gold = "" if solution is None else str(solution).strip()
+    answer = ("" if boxed_answer is None else str(boxed_answer).strip())[-MAX_ANSWER_CHARS:]
+    known = _GOLD_OK.get(gold) if gold else False
+    if known is False:
+        return None
+    if known and not answer:
         return False
-
-
-_GOLD_CACHE: dict[str, bool] = {}
-
-
-def _gold_parses(solutions: Sequence[str]) -> list[bool]:
-    missing = [s for s in dict.fromkeys(solutions) if s not in _GOLD_CACHE]
-    if missing:
-        for solution, ok in zip(missing, _pool().submit(_gold_parses_worker, missing).result()):
-            _GOLD_CACHE[solution] = ok
-    return [_GOLD_CACHE[s] for s in solutions]
+    if known and answer == gold:
+        _bump("VERIFY_FAST_PATH")
+        return True
+    done, result = _run_bounded("verify", gold, answer, timeout_s=timeout_s)
+    if not done:
+        return False
+    _GOLD_OK[gold] = result is not None
+    return None if result is None else bool(result or answer == gold)
 
 
 def check_gold_answers(solutions: Sequence[Any]) -> list[int]:
-    """Indices of gold answers that math-verify cannot parse (the data loader drops and reports them)."""
-    texts = [str(s).strip() for s in solutions]
-    return [i for i, ok in enumerate(_gold_parses(texts)) if not ok]
+    """Indices of gold answers that math-verify cannot parse (or not within GOLD_TIMEOUT_S)."""
+    indices = []
+    for i, solution in enumerate(solutions):
+        gold = "" if solution is None else str(solution).strip()
+        if gold and gold not in _GOLD_OK:
+            done, ok = _run_bounded("gold_ok", gold, timeout_s=GOLD_TIMEOUT_S)
+            _GOLD_OK[gold] = bool(done and ok)
+        if not gold or not _GOLD_OK[gold]:
+            indices.append(i)
+    return indices
 
 
 # --- reward functions --------------------------------------------------------------------------------------------------
 
 
-def accuracy_reward(completions: list, solution: list[str], **kwargs) -> list[float | None]:
-    """1.0 if the last `\\boxed{}` answer equals the gold answer (math-verify), 0.0 if wrong or missing, None if the
-    gold does not parse."""
+def accuracy_reward(completions: list, solution: list[str], **kwargs: Any) -> list[float | None]:
+    """1.0 if the last `\\boxed{}` answer is equivalent to the gold `solution`, 0.0 if it is wrong, missing or empty,
+    None if the gold does not parse."""
+    if len(completions) != len(solution):
+        raise ValueError(f"{len(completions)} completions but {len(solution)} solutions.")
     rewards: list[float | None] = []
-    for completion, gold in zip(completions, solution, strict=True):
-        result = verify_answer(gold, extract_boxed(completion_text(completion)) or "")
+    for completion, gold in zip(completions, solution):
+        answer = extract_boxed(completion_text(completion)) or ""
+        result = verify_answer(gold, answer)
         rewards.append(None if result is None else float(result))
     return rewards
 
 
-def format_reward(completions: list, **kwargs) -> list[float]:
+def format_reward(completions: list, **kwargs: Any) -> list[float]:
     """1.0 if the completion has a non-empty `\\boxed{}` answer, else 0.0."""
     return [1.0 if (extract_boxed(completion_text(c)) or "").strip() else 0.0 for c in completions]
 
@@ -219,77 +344,142 @@ REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {
 }
 
 
+# --- registry ----------------------------------------------------------------------------------------------------------
+
+
 def _import_dotted(path: str) -> Any:
-    module_name, _, attribute = path.partition(":") if ":" in path else path.rpartition(".")
+    """`package.module:attr` (attr may be dotted) or `package.module.attr` -> the object."""
+    if ":" in path:
+        module_name, _, attribute = path.partition(":")
+    else:
+        module_name, _, attribute = path.rpartition(".")
     if not module_name or not attribute:
-        raise ValueError(f"reward function '{path}': a dotted path must look like `package.module:function`.")
+        raise ValueError(f"reward function '{path}': a dotted path looks like `package.module:function`.")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"reward function '{path}': cannot import module '{module_name}': {exc}") from exc
-    try:
-        return getattr(module, attribute)
-    except AttributeError:
-        raise ValueError(f"reward function '{path}': module '{module_name}' has no attribute '{attribute}'.") from None
+        obj = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or the module itself failing on import
+        raise ValueError(
+            f"reward function '{path}': cannot import module '{module_name}': {type(exc).__name__}: {exc}"
+        ) from exc
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(
+                f"reward function '{path}': module '{module_name}' has no attribute '{attribute}'."
+            ) from None
+    return obj
 
 
 def get_reward_funcs(names: Sequence[str]) -> list[Callable[..., list[float | None]]]:
-    """Resolve registry names and dotted paths (`package.module:func` or `package.module.func`) to wrapped functions."""
+    """Resolve registry names and dotted paths (`package.module:func` or `package.module.func`) to wrapped functions.
+
+    A registry function keeps its key as name; a dotted path gets its last component (TRL logs `rewards/<name>/...`).
+    """
+    if isinstance(names, str):
+        names = [names]
     if not names:
-        raise ValueError(f"`reward_funcs` is empty; give at least one of {', '.join(REWARD_FUNCS)} or a dotted path.")
-    funcs = []
+        raise ValueError(f"no reward functions given; use names from {sorted(REWARD_FUNCS)} or dotted paths.")
+    funcs, seen = [], {}
     for name in names:
         if name in REWARD_FUNCS:
-            func = REWARD_FUNCS[name]
+            func, short = REWARD_FUNCS[name], name
         elif "." in name or ":" in name:
-            func = _import_dotted(name)
+            func, short = _import_dotted(name), re.split(r"[.:]", name)[-1]
         else:
             raise ValueError(
-                f"unknown reward function '{name}'. Registered: {', '.join(REWARD_FUNCS)}; or give a dotted path "
-                "to your own function, e.g. `my_package.rewards:my_reward`."
+                f"unknown reward function '{name}'. Registered: {', '.join(sorted(REWARD_FUNCS))}; or give a dotted "
+                "path to your own function, `package.module:func` or `package.module.func`."
             )
         if not callable(func):
-            raise ValueError(f"reward function '{name}' is not callable (got {type(func).__name__}).")
-        funcs.append(wrap_reward_func(func, name.split(":")[-1].split(".")[-1] if name not in REWARD_FUNCS else name))
+            raise ValueError(f"reward function '{name}' is not callable (it is a {type(func).__name__}).")
+        if short in seen:
+            raise ValueError(f"reward functions '{seen[short]}' and '{name}' would both be logged as '{short}'.")
+        seen[short] = name
+        funcs.append(wrap_reward_func(func, short))
     return funcs
 
 
-def wrap_reward_func(func: Callable, name: str) -> Callable:
-    """Make a failing reward function say which function and which sample; check what it returns."""
+# --- error reporting ---------------------------------------------------------------------------------------------------
 
-    def reward(completions, **kwargs):
+
+def _sample_kwargs(kwargs: dict[str, Any], i: int, n: int) -> dict[str, Any]:
+    return {k: v[i : i + 1] if isinstance(v, list | tuple) and len(v) == n else v for k, v in kwargs.items()}
+
+
+def _snippet(completion: Any, limit: int = 200) -> str:
+    text = completion_text(completion)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _RewardWrapper:
+    """Calls a reward function; names the function and the first failing sample when it raises; checks its output."""
+
+    def __init__(self, func: Callable, name: str) -> None:
+        self.func, self.__name__, self.__qualname__ = func, name, name
+        self.__wrapped__ = func
+        self.__doc__ = getattr(func, "__doc__", None)
+
+    def __repr__(self) -> str:
+        return f"<reward function {self.__name__!r}: {self.func!r}>"
+
+    def __call__(self, completions: list, **kwargs: Any) -> list[float | None]:
         try:
-            values = func(completions, **kwargs)
+            values = self.func(completions, **kwargs)
         except Exception as exc:
-            index = _first_failing_sample(func, completions, kwargs)
-            snippet = completion_text(completions[index])[:200] if index is not None else "?"
-            where = f"sample {index}" if index is not None else "the batch"
+            index = None
+            for i in range(len(completions)):
+                try:
+                    self.func(completions[i : i + 1], **_sample_kwargs(kwargs, i, len(completions)))
+                except Exception:
+                    index = i
+                    break
+            raise self._failure(completions, index, exc) from exc
+        return self._check(values, len(completions))
+
+    def _failure(self, completions: list, index: int | None, exc: Exception) -> RewardFunctionError:
+        if index is None:
+            where = "the batch (no single sample fails on its own)"
+        else:
+            where = f"sample {index} (completion: {_snippet(completions[index])!r})"
+        return RewardFunctionError(f"reward function '{self.__name__}' failed on {where}: {exc}")
+
+    def _check(self, values: Any, n: int) -> list[float | None]:
+        if not isinstance(values, list | tuple) or len(values) != n:
+            what = type(values).__name__ + (f" of length {len(values)}" if hasattr(values, "__len__") else "")
             raise RewardFunctionError(
-                f"reward function '{name}' failed on {where} (completion: {snippet!r}): {type(exc).__name__}: {exc}"
-            ) from exc
-        if not isinstance(values, list | tuple) or len(values) != len(completions):
-            raise RewardFunctionError(
-                f"reward function '{name}' must return a list of {len(completions)} floats (or None); "
-                f"got {type(values).__name__}" + (f" of length {len(values)}" if hasattr(values, "__len__") else "")
+                f"reward function '{self.__name__}' must return a list of {n} floats (or None), one per "
+                f"completion; it returned a {what}."
             )
-        bad = [v for v in values if v is not None and not isinstance(v, int | float)]
-        if bad:
-            raise RewardFunctionError(f"reward function '{name}' returned non-numeric values, e.g. {bad[0]!r}.")
-        return list(values)
-
-    reward.__name__ = name
-    reward.__qualname__ = name
-    reward.__wrapped__ = func
-    return reward
+        for i, v in enumerate(values):
+            if v is not None and not isinstance(v, numbers.Real):
+                raise RewardFunctionError(
+                    f"reward function '{self.__name__}' returned {v!r} ({type(v).__name__}) for sample {i}; "
+                    "expected a float, an int or None."
+                )
+        return [None if v is None else float(v) for v in values]
 
 
-def _first_failing_sample(func: Callable, completions: list, kwargs: dict) -> int | None:
-    for i in range(len(completions)):
-        sample_kwargs = {
-            k: v[i : i + 1] if isinstance(v, list) and len(v) == len(completions) else v for k, v in kwargs.items()
-        }
+class _AsyncRewardWrapper(_RewardWrapper):
+    """The same for `async def` reward functions (TRL awaits them on its event loop)."""
+
+    async def __call__(self, completions: list, **kwargs: Any) -> list[float | None]:
         try:
-            func(completions[i : i + 1], **sample_kwargs)
-        except Exception:
-            return i
-    return None
+            values = await self.func(completions, **kwargs)
+        except Exception as exc:
+            index = None
+            for i in range(len(completions)):
+                try:
+                    await self.func(completions[i : i + 1], **_sample_kwargs(kwargs, i, len(completions)))
+                except Exception:
+                    index = i
+                    break
+            raise self._failure(completions, index, exc) from exc
+        return self._check(values, len(completions))
+
+
+def wrap_reward_func(func: Callable, name: str) -> Callable[..., Any]:
+    """Wrap `func` so that TRL logs it as `name` and its failures name the function and the first failing sample."""
+    target = func.func if isinstance(func, functools.partial) else func
+    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(type(target).__call__)
+    return (_AsyncRewardWrapper if is_async else _RewardWrapper)(func, name)

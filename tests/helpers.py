@@ -42,6 +42,7 @@ TINY_TRAINING = dict(
 def write_recipe(tmp_path: Path, model_dir: Path, **fields) -> Path:
     values = dict(model_name_or_path=str(model_dir), output_dir=str(tmp_path / "out"), **TINY_TRAINING)
     values.update(fields)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(values))
     return path

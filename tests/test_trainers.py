@@ -126,7 +126,9 @@ def test_ufo_two_steps_with_early_stop(tmp_path, tiny_model_dir):
     assert trainer.state.global_step == 2
     logs = [log for log in trainer.state.log_history if "selfcorrect/attempts_mean" in log]
     assert all(1.0 <= log["selfcorrect/attempts_mean"] <= 3.0 for log in logs)
-    assert any(log["selfcorrect/acc_t1"] > 0 for log in logs) and any(log["selfcorrect/attempts_mean"] < 3 for log in logs)
+    assert any(log["selfcorrect/acc_t1"] > 0 for log in logs) and any(
+        log["selfcorrect/attempts_mean"] < 3 for log in logs
+    )
     trainer.save_model(str(tmp_path / "out"))
     changed = _params_changed(tiny_model_dir, tmp_path / "out")
     assert all(changed.values()), [name for name, c in changed.items() if not c]
@@ -134,6 +136,8 @@ def test_ufo_two_steps_with_early_stop(tmp_path, tiny_model_dir):
     rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
     trainer._generate_and_score_completions(rows)
     for row in rows:
-        verdicts = [parity_judge(t, row) for t in row["attempt_texts"]]
+        # a truncated attempt is wrong whatever the judge says
+        verdicts = [parity_judge(t, row) and not cut for t, cut in zip(row["attempt_texts"], row["attempt_truncated"])]
+        assert verdicts == row["attempt_correct"]
         assert not any(verdicts[:-1]) and (verdicts[-1] or len(verdicts) == 3)
         assert row["feedback_texts"] == ["Incorrect. Please think again."] * (len(verdicts) - 1)
