@@ -120,14 +120,24 @@ def run_episodes(
     turns: ChatTurns,
     spec: EpisodeSpec,
     judge: JudgeFn = judge_accuracy,
+    any_active: Callable[[bool], bool] | None = None,
 ) -> list[Episode]:
-    """Roll out one episode per prompt; each attempt is one batched generation call over the still-active episodes."""
+    """Roll out one episode per prompt; each attempt is one batched generation call over the still-active episodes.
+
+    In a multi-process run, generation is a collective (ZeRO-3 gathers weights, vLLM server mode gathers prompts and
+    slices the results by equal shares), so every rank must make the same calls with the same number of contexts:
+    `any_active(local_flag)` says whether any rank still has an active episode, and inactive slots are filled with
+    padding contexts whose samples are discarded.
+    """
     episodes = [Episode(prompt_ids=list(ids)) for ids in prompt_ids]
     active = list(range(len(episodes)))
     for attempt in range(spec.max_attempts):
-        if not active:
+        if not (any_active(bool(active)) if any_active is not None else active):
             break
         contexts = [episodes[i].prompt_ids + episodes[i].completion_ids for i in active]
+        if any_active is not None:  # equal batch on every rank: pad with the shortest prompt
+            padding = min((ep.prompt_ids for ep in episodes), key=len)
+            contexts += [padding] * (len(episodes) - len(contexts))
         samples, sample_logprobs = generate(contexts, spec.max_attempt_tokens, attempt)
         still_active = []
         for j, i in enumerate(active):

@@ -107,11 +107,14 @@ def save_results(result: dict[str, Any], out_dir: str | Path, name: str) -> Path
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Entry point of `selfcorrect eval`: evaluate the recipe's model on the recipe's test split."""
+    from transformers import set_seed
+
     from .configs import parse_recipe
     from .data import load_datasets
     from .models import load_model, load_tokenizer
 
     model_args, data_args, script_args, training_args = parse_recipe(argv)
+    set_seed(training_args.seed)  # sampled evaluation (eval_temperature > 0) is reproducible
     _, test_ds = load_datasets(data_args, train=False, test=True)
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     model = load_model(model_args)

@@ -159,3 +159,25 @@ def test_template_without_multi_turn_support_is_rejected(tokenizer):
     single_turn = "{% for m in messages %}{{ m['content'] }}{% endfor %}{{ eos_token }}"
     with pytest.raises(ValueError, match="multi-turn"):
         ChatTurns(tokenizer, chat_template=single_turn)
+
+
+def test_ranks_keep_generating_together_while_any_rank_is_active(tokenizer):
+    """Multi-process: a rank whose episodes all stopped still joins each generation call, with an equal-size batch."""
+    turns = ChatTurns(tokenizer)
+    scripts = [["\\boxed{5}"] * 3, ["\\boxed{5}"] * 3]
+    prompts, generate = _setup(tokenizer, ["a?", "bb?"], scripts)
+    other_rank_active = iter([True, True, True])  # another rank is still in its episodes for all 3 attempts
+    episodes = run_episodes(
+        prompts,
+        [{"solution": "5"}] * 2,
+        generate,
+        lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+        UnaryFeedback(),
+        turns,
+        EpisodeSpec(max_attempts=3, max_attempt_tokens=16, stop_on_correct=True),
+        any_active=lambda local: local or next(other_rank_active),
+    )
+    assert [ep.num_attempts for ep in episodes] == [1, 1]  # both correct at once: the padding changed nothing
+    assert [len(contexts) for _, contexts in generate.calls] == [2, 2, 2]  # but every call had the full batch
+    shortest = min(prompts, key=len)
+    assert generate.calls[1][1] == [shortest, shortest]

@@ -142,6 +142,10 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
             for (obj, name), value in zip(targets, saved):
                 setattr(obj, name, value)
 
+    def _any_rank_active(self, local_active: bool) -> bool:
+        flag = torch.tensor([float(local_active)], device=self.accelerator.device)
+        return bool(self.accelerator.gather(flag).sum().item() > 0)
+
     def _rollout_episodes(self, prompts: list, trainer=None) -> dict[str, Any]:
         if len(self._batch_rows) != len(prompts):
             raise RuntimeError("internal: the batch rows were not recorded before the rollout.")
@@ -155,6 +159,7 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
             turns=self.chat_turns,
             spec=self.episode_spec,
             judge=self.judge,
+            any_active=self._any_rank_active if self.accelerator.num_processes > 1 else None,
         )
         logprobs = [ep.logprobs for ep in episodes]
         return {
