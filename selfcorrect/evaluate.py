@@ -84,6 +84,20 @@ def evaluate_self_correction(
     }
 
 
+def evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[str, Any]:
+    """`evaluate_self_correction` with the recipe's `eval_*` fields (`ScriptArgs`)."""
+    return evaluate_self_correction(
+        model,
+        tokenizer,
+        dataset,
+        attempts=script_args.eval_attempts,
+        feedback=script_args.eval_feedback,
+        max_new_tokens=script_args.eval_max_new_tokens,
+        temperature=script_args.eval_temperature,
+        batch_size=script_args.eval_batch_size,
+    )
+
+
 def markdown_table(metrics: dict[str, float], title: str = "") -> str:
     attempts = sorted(k for k in metrics if k.startswith("acc_t") and k[5:].isdigit())
     heads = [f"acc@t{k[5:]}" for k in attempts] + ["Δ(t1,tK)", "Δ i→c", "Δ c→i"]
@@ -118,16 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _, test_ds = load_datasets(data_args, train=False, test=True)
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     model = load_model(model_args)
-    result = evaluate_self_correction(
-        model,
-        tokenizer,
-        test_ds,
-        attempts=script_args.eval_attempts,
-        feedback=script_args.eval_feedback,
-        max_new_tokens=script_args.eval_max_new_tokens,
-        temperature=script_args.eval_temperature,
-        batch_size=script_args.eval_batch_size,
-    )
+    result = evaluate_with_script_args(model, tokenizer, test_ds, script_args)
     path = save_results(result, Path(training_args.output_dir) / "eval", "eval")
     print(markdown_table(result["metrics"], title=str(model_args.model_name_or_path)))
     print(f"saved {path}")

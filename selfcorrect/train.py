@@ -27,7 +27,7 @@ def get_trainer_class(method: str):
 
 def run_eval(trainer_or_model, tokenizer, test_ds, script_args, output_dir: str, name: str, accelerator=None):
     """The self-correction table on the main process (others wait), saved under `output_dir/eval/name.*`."""
-    from .evaluate import evaluate_self_correction, markdown_table, save_results
+    from .evaluate import evaluate_with_script_args, markdown_table, save_results
 
     if accelerator is not None and not accelerator.is_main_process:
         accelerator.wait_for_everyone()
@@ -35,16 +35,7 @@ def run_eval(trainer_or_model, tokenizer, test_ds, script_args, output_dir: str,
     model = trainer_or_model
     if accelerator is not None:
         model = accelerator.unwrap_model(model)
-    result = evaluate_self_correction(
-        model,
-        tokenizer,
-        test_ds,
-        attempts=script_args.eval_attempts,
-        feedback=script_args.eval_feedback,
-        max_new_tokens=script_args.eval_max_new_tokens,
-        temperature=script_args.eval_temperature,
-        batch_size=script_args.eval_batch_size,
-    )
+    result = evaluate_with_script_args(model, tokenizer, test_ds, script_args)
     save_results(result, Path(output_dir) / "eval", name)
     print(f"\n{markdown_table(result['metrics'], title=name)}\n", flush=True)
     if accelerator is not None:
