@@ -141,3 +141,66 @@ def test_ufo_two_steps_with_early_stop(tmp_path, tiny_model_dir):
         assert verdicts == row["attempt_correct"]
         assert not any(verdicts[:-1]) and (verdicts[-1] or len(verdicts) == 3)
         assert row["feedback_texts"] == ["Incorrect. Please think again."] * (len(verdicts) - 1)
+
+
+def test_stage1_batch_credits_last_reward_and_weights_the_kl_per_attempt(tmp_path, tiny_model_dir):
+    """Stage I in a real batch: every model token carries the normalized last-attempt reward; the KL weight is beta_2
+    on attempt-1 tokens, beta_1 on attempt-2 tokens and 0 on the feedback turn."""
+    recipe = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        method="score",
+        score_stage=1,
+        scale_rewards="none",
+        beta=0.01,
+        turn1_beta=0.1,
+        **MULTI_ATTEMPT,
+    )
+    trainer = build_trainer(recipe)
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(rows)
+    last = torch.tensor([len(set(row["attempt_texts"][-1])) / 10.0 for row in rows])  # (B,) the test reward
+    for b, row in enumerate(rows):
+        group = slice(b // 4 * 4, b // 4 * 4 + 4)
+        expected = (last[b] - last[group].mean()).item()
+        (s1, e1), (s2, e2) = row["attempt_spans"]
+        assert out["advantages"][b, s1:e1].tolist() == pytest.approx([expected] * (e1 - s1), abs=1e-5)
+        assert out["advantages"][b, s2:e2].tolist() == pytest.approx([expected] * (e2 - s2), abs=1e-5)
+        assert out["kl_weights"][b, s1:e1].tolist() == pytest.approx([0.1] * (e1 - s1))
+        assert out["kl_weights"][b, s2:e2].tolist() == pytest.approx([0.01] * (e2 - s2))
+        assert out["kl_weights"][b, e1:s2].abs().sum() == 0
+    # the loss runs with the weighted KL (TRL's own KL switched off for it) and is finite
+    trainer.current_gradient_accumulation_steps = 1
+    loss = trainer.compute_loss(trainer.model, out)
+    assert torch.isfinite(loss) and trainer.beta == 0.01  # TRL's beta restored after the loss
+
+
+def test_ufo_batch_gives_every_turn_the_group_normalized_return(tmp_path, tiny_model_dir):
+    from selfcorrect.algos import ufo_returns
+    from selfcorrect.trainers import UFOTrainer
+
+    class ScriptedUFO(UFOTrainer):
+        def judge(self, text, row):
+            return parity_judge(text, row)
+
+    recipe = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        method="ufo",
+        max_attempts=3,
+        max_attempt_length=8,
+        max_completion_length=160,
+        scale_rewards="none",
+    )
+    trainer = build_trainer(recipe, ScriptedUFO)
+    trainer.generation_config.sequence_bias = [[[trainer.processing_class.eos_token_id], 9.0]]
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(rows)
+    returns = ufo_returns([r["attempt_correct"] for r in rows], [r["attempt_answers"] for r in rows], max_turns=3)
+    for b, row in enumerate(rows):
+        group = slice(b // 4 * 4, b // 4 * 4 + 4)
+        expected = (returns[b] - returns[group].mean()).item()
+        for start, end in row["attempt_spans"]:
+            assert out["advantages"][b, start:end].tolist() == pytest.approx([expected] * (end - start), abs=1e-5)
