@@ -15,11 +15,15 @@ from tests.helpers import write_recipe
 ROOT = Path(__file__).parents[1]
 
 
-def _launch(num_processes: int, script: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes)]
-    command += ["--multi_gpu"] if num_processes > 1 else []
-    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script), *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+def _launch(num_processes: int, script: Path, *args: str, config: str | None = None, timeout: int = 600):
+    command = [sys.executable, "-m", "accelerate.commands.launch"]
+    if config:  # launch/cpu/*.yaml: DeepSpeed on CPU, 2 processes
+        command += ["--config_file", str(ROOT / "launch" / "cpu" / config)]
+    else:  # DDP over gloo: --multi_gpu with use_cpu in the training args starts real processes
+        command += ["--num_processes", str(num_processes)] + (["--multi_gpu"] if num_processes > 1 else [])
+        command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command += [str(script), *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
@@ -51,3 +55,30 @@ def test_group_spanning_two_ranks_matches_one_rank(tmp_path, tiny_model_dir):
     flat = {world: [a for row in rows for a in row] for world, rows in results.items()}
     assert flat[2] == pytest.approx(flat[1], abs=1e-6)
     assert len({a[0] for a in answers}) > 1
+
+
+@pytest.mark.dist
+@pytest.mark.parametrize(
+    "config, method",
+    [("zero2.yaml", "score"), ("zero3.yaml", "score"), ("zero3.yaml", "ufo")],
+    ids=["zero2-score", "zero3-score", "zero3-ufo-early-stop"],
+)
+def test_deepspeed_two_ranks_train(tmp_path, tiny_model_dir, config, method):
+    fields = dict(max_attempt_length=8, per_device_train_batch_size=2, num_generations=4)
+    if method == "score":
+        fields.update(score_stage=1, stage1_steps=1, max_completion_length=96)
+    else:
+        fields.update(max_attempts=3, max_completion_length=160)
+    recipe = write_recipe(tmp_path, tiny_model_dir, method=method, **fields)
+    script = ROOT / "tests" / "scripts" / "train_under_launch.py"
+    _launch(2, script, str(recipe), str(tmp_path / "ranks"), *(["ufo"] if method == "ufo" else []), config=config)
+    ranks = [json.loads((tmp_path / "ranks" / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert [r["zero_stage"] for r in ranks] == [int(config[4])] * 2
+    assert all(r["steps"] == 2 and len(r["losses"]) == 2 for r in ranks)
+    assert all(loss == loss for r in ranks for loss in r["losses"])  # finite (not NaN)
+    if method == "score":
+        assert ranks[0]["stages"] == [1.0, 2.0]
+    else:  # metrics are computed on gathered episodes, so every rank logs the same values
+        assert ranks[0]["attempts_mean"] == ranks[1]["attempts_mean"]
+    assert (tmp_path / "out" / "model.safetensors").is_file()
