@@ -168,3 +168,60 @@ def aggregate_token_loss(
     if loss_type == "luspo":
         return masked.sum(-1).mean() / gradient_accumulation_steps
     raise ValueError(f"unknown loss_type {loss_type!r}")
+
+
+# --- Negative-sample reinforcement (Zhu et al. 2025; OREAL, Lyu et al. 2025) --------------------------------------------
+
+ADVANTAGE_MODES = ("grpo", "psr", "nsr", "w_reinforce", "oreal")
+
+
+def negative_sample_advantages(
+    correct: torch.Tensor,
+    group_size: int,
+    mode: str,
+    positive_weight: float = 0.1,
+    negative_weight: float = 0.5,
+) -> torch.Tensor:
+    """Advantages from correctness alone (rewards mapped to +-1), per sample: (N,) or (N, K) -> same shape.
+
+    `correct` holds 1.0 (correct), 0.0 (wrong) or NaN (no sample, e.g. an attempt never made: advantage 0).
+    - "psr": +1 on correct samples, incorrect ones dropped (0).
+    - "nsr": -1 on incorrect samples, correct ones dropped (0).
+    - "w_reinforce": +`positive_weight` (lambda, paper 0.1) on correct, -1 on incorrect; no baseline, no std scaling.
+    - "oreal": +1 on correct samples (behaviour cloning), `negative_weight` (eta, 0.5) * (1 - p) * RLOO advantage on
+      incorrect ones, where p is the group's pass rate and RLOO = r_i - mean of the other samples' rewards
+      (= -c / (G - 1) for a wrong sample in a group with c correct); groups with p in {0, 1} are dropped.
+    Columns of an (N, K) input are treated independently (one group statistic per attempt).
+    """
+    if mode not in ADVANTAGE_MODES or mode == "grpo":
+        raise ValueError(f"negative-sample mode must be one of {ADVANTAGE_MODES[1:]}; got {mode!r}.")
+    if correct.dim() == 2:
+        columns = [
+            negative_sample_advantages(correct[:, k], group_size, mode, positive_weight, negative_weight)
+            for k in range(correct.size(1))
+        ]
+        return torch.stack(columns, dim=1)  # (N, K)
+    made = ~torch.isnan(correct)  # (N,)
+    right = made & (correct > 0.5)
+    wrong = made & (correct <= 0.5)
+    advantages = torch.zeros_like(correct)  # (N,)
+    if mode == "psr":
+        advantages[right] = 1.0
+    elif mode == "nsr":
+        advantages[wrong] = -1.0
+    elif mode == "w_reinforce":
+        advantages[right] = positive_weight
+        advantages[wrong] = -1.0
+    else:  # oreal
+        if correct.numel() % group_size:
+            raise ValueError(f"{correct.numel()} samples do not split into groups of {group_size}.")
+        r = torch.where(made, right.float(), torch.nan).view(-1, group_size)  # (N/G, G) binary rewards
+        n = (~torch.isnan(r)).sum(dim=1, keepdim=True).float()  # (N/G, 1) samples made
+        c = torch.nansum(r, dim=1, keepdim=True)  # (N/G, 1) correct
+        p = c / n.clamp(min=1)  # (N/G, 1) pass rate
+        rloo = r - (c - torch.nan_to_num(r)) / (n - 1).clamp(min=1)  # (N/G, G) leave-one-out baseline
+        mixed = (p > 0) & (p < 1)  # (N/G, 1) groups with both outcomes
+        grouped = torch.where(r > 0.5, 1.0, negative_weight * (1 - p) * rloo)  # (N/G, G)
+        grouped = torch.where(mixed & ~torch.isnan(r), grouped, 0.0)
+        advantages = grouped.view(-1)
+    return advantages

@@ -59,12 +59,20 @@ class Episode:
 class ChatTurns:
     """Token ids of the turns we splice in, from the tokenizer's chat template (cached per feedback text)."""
 
-    def __init__(self, tokenizer, chat_template: str | None = None, chat_template_kwargs: dict | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        chat_template: str | None = None,
+        chat_template_kwargs: dict | None = None,
+        multi_turn: bool = True,
+    ):
         self.tokenizer = tokenizer
         self.chat_template = chat_template
         self.kwargs = chat_template_kwargs or {}
         self.eos_token_id = tokenizer.eos_token_id
         self._cache: dict[str, list[int]] = {}
+        if not multi_turn:  # single-attempt episodes never splice a feedback turn
+            return
         if chat_template is None and getattr(tokenizer, "chat_template", None) is None:
             raise ValueError(
                 "the tokenizer has no chat template, so attempts and feedback cannot be written as chat turns; "

@@ -137,3 +137,39 @@ def test_aggregate_token_loss_matches_trl_normalizers(loss_type, expected):
         steps_per_generation=2,
     )
     assert value.item() == pytest.approx(expected)
+
+
+def test_negative_sample_modes_hand_worked():
+    from selfcorrect.algos import negative_sample_advantages
+
+    correct = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])  # groups: 1/4, 4/4, 0/4
+    psr = negative_sample_advantages(correct, 4, "psr")
+    nsr = negative_sample_advantages(correct, 4, "nsr")
+    w = negative_sample_advantages(correct, 4, "w_reinforce", positive_weight=0.1)
+    assert psr.tolist() == [1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0]  # all-correct groups still reinforced, no baseline
+    assert nsr.tolist() == [0, -1, -1, -1, 0, 0, 0, 0, -1, -1, -1, -1]  # all-wrong groups still pushed down
+    assert w.tolist() == pytest.approx([0.1, -1, -1, -1, 0.1, 0.1, 0.1, 0.1, -1, -1, -1, -1])
+    # lambda = 1 is plain REINFORCE with +-1, lambda = 0 is NSR
+    assert negative_sample_advantages(correct, 4, "w_reinforce", positive_weight=0.0).tolist() == nsr.tolist()
+
+
+def test_oreal_reshaped_negatives_and_dropped_groups():
+    from selfcorrect.algos import negative_sample_advantages
+
+    correct = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])  # p = 1/4, 2/4, 4/4
+    adv = negative_sample_advantages(correct, 4, "oreal", negative_weight=0.5)
+    # group 1: wrong sample's RLOO = 0 - 1/3; times eta (0.5) and (1 - p) = 3/4
+    w1 = 0.5 * 0.75 * (-1 / 3)
+    # group 2: RLOO = 0 - 2/3; (1 - p) = 1/2
+    w2 = 0.5 * 0.5 * (-2 / 3)
+    assert adv.tolist() == pytest.approx([1, w1, w1, w1, 1, 1, w2, w2, 0, 0, 0, 0])
+
+
+def test_negative_sample_modes_per_attempt_and_missing_attempts():
+    from selfcorrect.algos import negative_sample_advantages
+
+    correct = torch.tensor([[0.0, 1.0], [1.0, NAN], [0.0, 0.0], [0.0, 1.0]])  # (N, K), one episode stopped early
+    adv = negative_sample_advantages(correct, 4, "w_reinforce", positive_weight=0.5)
+    assert adv.tolist() == [[-1.0, 0.5], [0.5, 0.0], [-1.0, -1.0], [-1.0, 0.5]]
+    with pytest.raises(ValueError, match="negative-sample mode"):
+        negative_sample_advantages(correct, 4, "grpo")

@@ -31,7 +31,13 @@ import torch
 from accelerate.utils import gather_object
 from trl import GRPOConfig, GRPOTrainer
 
-from ..algos import aggregate_token_loss, per_attempt_advantages, spread_over_attempts
+from ..algos import (
+    ADVANTAGE_MODES,
+    aggregate_token_loss,
+    negative_sample_advantages,
+    per_attempt_advantages,
+    spread_over_attempts,
+)
 from ..episodes import ChatTurns, Episode, EpisodeSpec, judge_accuracy, max_episode_length, run_episodes
 from ..feedback import FEEDBACK, AttemptOutcome, FeedbackProvider, get_feedback_provider
 from ..metrics import self_correction_metrics
@@ -53,6 +59,19 @@ class MultiAttemptConfig(GRPOConfig):
         default=None,
         metadata={"help": "Text of the feedback turn (placeholders {answer}, {solution}, {attempt}); null: default."},
     )
+    advantage_mode: str = field(
+        default="grpo",
+        metadata={
+            "help": "grpo: the method's own group-relative advantages; psr / nsr / w_reinforce / oreal: advantages "
+            "from each attempt's correctness (Zhu et al. 2025; Lyu et al. 2025), see `selfcorrect.algos`."
+        },
+    )
+    positive_weight: float = field(
+        default=0.1, metadata={"help": "W-REINFORCE lambda: advantage of a correct sample (paper 0.1), in [0, 1]."}
+    )
+    negative_weight: float = field(
+        default=0.5, metadata={"help": "OREAL eta: weight of the reshaped negative advantage (paper 0.5)."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -63,6 +82,14 @@ class MultiAttemptConfig(GRPOConfig):
         if self.feedback not in FEEDBACK:
             raise ValueError(f"`feedback`: unknown provider '{self.feedback}'; choose one of {', '.join(FEEDBACK)}.")
         get_feedback_provider(self.feedback, self.feedback_template)  # validates the template's placeholders
+        if self.advantage_mode not in ADVANTAGE_MODES:
+            raise ValueError(
+                f"`advantage_mode` must be one of {', '.join(ADVANTAGE_MODES)}; got {self.advantage_mode!r}."
+            )
+        if not 0.0 <= self.positive_weight <= 1.0:
+            raise ValueError(f"`positive_weight` (W-REINFORCE lambda) must be in [0, 1]; got {self.positive_weight}.")
+        if self.negative_weight <= 0:
+            raise ValueError(f"`negative_weight` (OREAL eta) must be positive; got {self.negative_weight}.")
 
 
 class MultiAttemptGRPOTrainer(GRPOTrainer):
@@ -76,14 +103,16 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
         self.feedback_provider: FeedbackProvider = get_feedback_provider(
             self.args.feedback, self.args.feedback_template
         )
-        self.chat_turns = ChatTurns(self._tokenizer, self.chat_template, self.chat_template_kwargs)
+        self.chat_turns = ChatTurns(
+            self._tokenizer, self.chat_template, self.chat_template_kwargs, multi_turn=self.args.max_attempts > 1
+        )
         self.episode_spec = EpisodeSpec(
             max_attempts=self.args.max_attempts,
             max_attempt_tokens=self.args.max_attempt_length,
             stop_on_correct=self.args.stop_on_correct,
         )
         example = self.feedback_provider(AttemptOutcome(0, "", "0", False, False, {"solution": "0"})) or "Try again."
-        needed = max_episode_length(self.episode_spec, self.chat_turns, example)
+        needed = max_episode_length(self.episode_spec, self.chat_turns, example) if self.args.max_attempts > 1 else 0
         if self.args.max_completion_length is not None and self.args.max_completion_length < needed:
             raise ValueError(
                 f"`max_completion_length` ({self.args.max_completion_length}) cannot hold an episode of "
@@ -209,7 +238,16 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
 
         episodes = {key: gather_object([row[key] for row in inputs]) for key in EPISODE_KEYS}
         rewards = self.attempt_rewards(rewards_per_func)  # (N, K)
-        self._attempt_advantages = self.attempt_advantages(rewards, episodes)  # (N, K)
+        if self.args.advantage_mode == "grpo":
+            self._attempt_advantages = self.attempt_advantages(rewards, episodes)  # (N, K)
+        else:  # negative-sample reinforcement: rewards mapped to +-1 by each attempt's correctness
+            self._attempt_advantages = negative_sample_advantages(
+                attempt_correctness(episodes["attempt_correct"], num_attempts).to(device),
+                self.num_generations,
+                self.args.advantage_mode,
+                positive_weight=self.args.positive_weight,
+                negative_weight=self.args.negative_weight,
+            )  # (N, K)
         self._log_episodes(rewards, episodes)
 
         # TRL logs and baselines these; our advantages replace its advantages afterwards.
@@ -238,6 +276,9 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
         ratios = [len(set(a)) / len(a) for a in answers if a]
         if ratios:
             metrics["selfcorrect/distinct_answer_ratio"].append(sum(ratios) / len(ratios))
+        made_advantages = self._attempt_advantages[~torch.isnan(rewards)]
+        if made_advantages.numel():
+            metrics["selfcorrect/zero_advantage_frac"].append((made_advantages == 0).float().mean().item())
         truncated = [t for ep in episodes["attempt_truncated"] for t in ep]
         metrics["selfcorrect/truncated_attempts"].append(sum(truncated) / max(len(truncated), 1))
 
@@ -293,6 +334,12 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
         totals = self.accelerator.reduce(torch.stack([(per_token_kl * mask).sum(), mask.sum().float()]).detach())
         self._metrics[mode]["kl"].append((totals[0] / totals[1].clamp(min=1.0)).item())
         return loss + kl_term
+
+
+def attempt_correctness(correct: list[list[bool | None]], num_attempts: int) -> torch.Tensor:
+    """(N, K) float tensor: 1 correct, 0 wrong (a gold that does not parse counts as wrong), NaN attempt not made."""
+    rows = [[float(bool(c[k])) if k < len(c) else float("nan") for k in range(num_attempts)] for c in correct]
+    return torch.tensor(rows, dtype=torch.float32)
 
 
 EPISODE_KEYS = (

@@ -1,0 +1,100 @@
+"""Negative-sample reinforcement in trainers: every mode trains; advantages come from correctness, per attempt."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from selfcorrect.configs import parse_recipe
+from selfcorrect.trainers import NegativeSampleTrainer, SCoReTrainer
+from tests.helpers import build_trainer, parity_judge, write_recipe
+
+
+class ScriptedNSR(NegativeSampleTrainer):
+    def judge(self, text, row):
+        return parity_judge(text, row)
+
+
+class ScriptedSCoRe(SCoReTrainer):
+    def judge(self, text, row):
+        return parity_judge(text, row)
+
+
+def _eos_biased(trainer):
+    # a random model almost never ends a turn, and a truncated attempt is always wrong: bias it towards EOS
+    trainer.generation_config.sequence_bias = [[[trainer.processing_class.eos_token_id], 9.0]]
+    return trainer
+
+
+@pytest.mark.parametrize("mode", ["psr", "nsr", "w_reinforce", "oreal"])
+def test_each_mode_trains_every_parameter(tmp_path, tiny_model_dir, mode):
+    recipe = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        method="nsr",
+        advantage_mode=mode,
+        max_attempt_length=8,
+        num_generations=8,
+        per_device_train_batch_size=8,
+        max_steps=3,
+    )
+    trainer = _eos_biased(build_trainer(recipe, ScriptedNSR))
+    trainer.train()
+    trainer.save_model(str(tmp_path / "out"))
+    before = load_file(str(tiny_model_dir / "model.safetensors"))
+    after = load_file(str(tmp_path / "out" / "model.safetensors"))
+    unchanged = [name for name in before if torch.equal(before[name], after[name])]
+    assert not unchanged, unchanged
+
+
+def test_w_reinforce_advantages_per_token(tmp_path, tiny_model_dir):
+    recipe = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        method="nsr",
+        advantage_mode="w_reinforce",
+        positive_weight=0.25,
+        max_attempt_length=8,
+    )
+    trainer = _eos_biased(build_trainer(recipe, ScriptedNSR))
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(rows)
+    assert out["completion_ids"].shape[0] == 8 and "tool_mask" in out
+    for b, row in enumerate(rows):
+        ((start, end),) = row["attempt_spans"]
+        expected = 0.25 if row["attempt_correct"][0] else -1.0
+        assert out["advantages"][b, start:end].tolist() == [expected] * (end - start)
+
+
+def test_score_with_nsr_applies_per_attempt(tmp_path, tiny_model_dir):
+    recipe = write_recipe(
+        tmp_path, tiny_model_dir, method="score", advantage_mode="nsr", max_attempt_length=8, max_completion_length=96
+    )
+    trainer = _eos_biased(build_trainer(recipe, ScriptedSCoRe))
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(rows)
+    for b, row in enumerate(rows):
+        for (start, end), correct in zip(row["attempt_spans"], row["attempt_correct"]):
+            assert out["advantages"][b, start:end].tolist() == [0.0 if correct else -1.0] * (end - start)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(method="nsr", positive_weight=1.5), "positive_weight"),
+        (dict(method="nsr", positive_weight=-0.1), "positive_weight"),
+        (dict(method="nsr", advantage_mode="nrs"), "advantage_mode"),
+        (dict(method="score", negative_weight=0.0), "negative_weight"),
+    ],
+)
+def test_invalid_settings(tmp_path, tiny_model_dir, fields, message):
+    with pytest.raises(ValueError, match=message):
+        parse_recipe(["--config", str(write_recipe(tmp_path, tiny_model_dir, **fields))])
+
+
+def test_nsr_defaults_follow_the_paper(tmp_path, tiny_model_dir):
+    _, _, _, args = parse_recipe(["--config", str(write_recipe(tmp_path, tiny_model_dir, method="nsr"))])
+    assert (args.advantage_mode, args.positive_weight, args.beta, args.max_attempts) == ("w_reinforce", 0.1, 0.0, 1)
