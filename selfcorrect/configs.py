@@ -107,10 +107,22 @@ class ScriptArgs:
     eval_max_new_tokens: int = field(default=128, metadata={"help": "Token cap of each attempt in the eval."})
     eval_temperature: float = field(default=0.0, metadata={"help": "0 for greedy evaluation (the papers' protocol)."})
     eval_batch_size: int = field(default=16, metadata={"help": "Prompts per generation batch in the eval."})
+    eval_num_samples: int = field(
+        default=0, metadata={"help": "Sampled answers per problem for pass@k (0: no pass@k)."}
+    )
+    eval_pass_k: list[int] = field(default_factory=lambda: [1, 4, 16], metadata={"help": "k values of pass@k."})
+    eval_sample_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature for pass@k."})
     eval_feedback: str = field(
         default="score_instruction",
         metadata={"help": "Feedback between attempts in the eval (a `selfcorrect.feedback.FEEDBACK` name)."},
     )
+
+    def __post_init__(self):
+        bad = [k for k in self.eval_pass_k if self.eval_num_samples and not 1 <= k <= self.eval_num_samples]
+        if bad:
+            raise RecipeError(
+                f"`eval_pass_k` {bad}: pass@k needs 1 <= k <= `eval_num_samples` ({self.eval_num_samples})."
+            )
 
 
 def _method_configs() -> dict[str, type]:

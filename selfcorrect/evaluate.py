@@ -1,9 +1,11 @@
 """Self-correction evaluation: K attempts per problem with feedback in between, and the SCoRe table.
 
     selfcorrect eval --config recipes/demo/score.yaml [--model_name_or_path outputs/demo-score] [--eval_attempts 3]
+    selfcorrect eval --config recipes/demo/nsr.yaml --eval_num_samples 16 --eval_pass_k 1 4 16
 
 Prints and saves (JSON + Markdown, in `output_dir/eval/`) acc@t1..acc@tK, Δ(t1, tK), Δ^{i→c} and Δ^{c→i} as fractions of
-all problems (Kumar et al. 2024, table 1). Greedy by default, as in the papers.
+all problems (Kumar et al. 2024, table 1). Greedy by default, as in the papers. With `eval_num_samples` = n > 0 it also
+samples n answers per problem and reports pass@k (unbiased estimator) for each k in `eval_pass_k`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .episodes import ChatTurns, EpisodeSpec, HFGenerate, run_episodes
+from .episodes import ChatTurns, EpisodeSpec, GenerateFn, HFGenerate, judge_accuracy, run_episodes
 from .feedback import get_feedback_provider
-from .metrics import attempt_accuracy
+from .metrics import attempt_accuracy, mean_pass_at_k
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +86,57 @@ def evaluate_self_correction(
     }
 
 
+def _render_prompts(tokenizer, rows: list[dict]) -> list[list[int]]:
+    return [
+        list(
+            tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
+        )
+        for row in rows
+    ]
+
+
+def evaluate_pass_at_k(
+    model,
+    tokenizer,
+    dataset,
+    num_samples: int,
+    ks: list[int],
+    temperature: float = 1.0,
+    max_new_tokens: int = 128,
+    batch_size: int = 16,
+    generate: GenerateFn | None = None,
+) -> dict[str, float]:
+    """pass@k for each k from `num_samples` sampled answers per problem (unbiased estimator, Chen et al. 2021)."""
+    bad = [k for k in ks if not 1 <= k <= num_samples]
+    if bad:
+        raise ValueError(f"`eval_pass_k` values must be in 1..eval_num_samples ({num_samples}); got {bad}.")
+    if temperature <= 0:
+        raise ValueError(f"pass@k needs sampling: `eval_sample_temperature` must be > 0; got {temperature}.")
+    rows = [dict(row) for row in dataset]
+    contexts = [ids for ids in _render_prompts(tokenizer, rows) for _ in range(num_samples)]
+    generate = generate or HFGenerate(model, tokenizer, temperature=temperature, batch_size=batch_size)
+    if model is not None:
+        model.eval()
+    samples, _ = generate(contexts, max_new_tokens, 0)
+    eos = tokenizer.eos_token_id
+    correct_counts = []
+    for i, row in enumerate(rows):
+        ids_list = samples[i * num_samples : (i + 1) * num_samples]
+        # a sample cut off by the token cap counts as wrong, as in training
+        correct_counts.append(
+            sum(
+                bool(ids and ids[-1] == eos and judge_accuracy(tokenizer.decode(ids, skip_special_tokens=True), row))
+                for ids in ids_list
+            )
+        )
+    metrics = {f"pass@{k}": mean_pass_at_k([num_samples] * len(rows), correct_counts, k) for k in ks}
+    metrics["pass_samples"] = num_samples
+    return metrics
+
+
 def evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[str, Any]:
-    """`evaluate_self_correction` with the recipe's `eval_*` fields (`ScriptArgs`)."""
-    return evaluate_self_correction(
+    """`evaluate_self_correction`, plus pass@k when `eval_num_samples` > 0, with the recipe's `eval_*` fields."""
+    result = evaluate_self_correction(
         model,
         tokenizer,
         dataset,
@@ -96,6 +146,20 @@ def evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[st
         temperature=script_args.eval_temperature,
         batch_size=script_args.eval_batch_size,
     )
+    if script_args.eval_num_samples > 0:
+        result["metrics"].update(
+            evaluate_pass_at_k(
+                model,
+                tokenizer,
+                dataset,
+                num_samples=script_args.eval_num_samples,
+                ks=script_args.eval_pass_k,
+                temperature=script_args.eval_sample_temperature,
+                max_new_tokens=script_args.eval_max_new_tokens,
+                batch_size=script_args.eval_batch_size,
+            )
+        )
+    return result
 
 
 def markdown_table(metrics: dict[str, float], title: str = "") -> str:
@@ -108,6 +172,14 @@ def markdown_table(metrics: dict[str, float], title: str = "") -> str:
         + " | ".join(f"{100 * v:+.1f}" if "Δ" in h else f"{100 * v:.1f}" for h, v in zip(heads, values))
         + " |"
     )
+    passes = sorted((k for k in metrics if k.startswith("pass@")), key=lambda k: int(k[5:]))
+    if passes:
+        lines += [
+            "",
+            f"| n={metrics.get('pass_samples')} samples | " + " | ".join(passes) + " |",
+            "|" + "---|" * (len(passes) + 1),
+            "| | " + " | ".join(f"{100 * metrics[k]:.1f}" for k in passes) + " |",
+        ]
     return "\n".join(lines)
 
 
