@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None):
     from transformers import set_seed
     from trl import get_peft_config
 
+    from .callbacks import PreemptionCallback
     from .configs import parse_recipe
     from .data import load_datasets
     from .models import load_model, load_tokenizer
@@ -83,7 +84,16 @@ def main(argv: list[str] | None = None):
         checkpoint = get_last_checkpoint(training_args.output_dir)
         if checkpoint:
             logger.info("resuming from %s", checkpoint)
+    preemption = PreemptionCallback(trainer.accelerator)
+    trainer.add_callback(preemption)
     trainer.train(resume_from_checkpoint=checkpoint)
+    if preemption.stopped_at is not None:
+        logger.warning(
+            "stopped by a signal after step %d; checkpoint saved in %s, run the same command to resume",
+            preemption.stopped_at,
+            training_args.output_dir,
+        )
+        return trainer
     trainer.save_model(training_args.output_dir)
 
     if script_args.eval_after_training:
