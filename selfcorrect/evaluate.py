@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .episodes import ChatTurns, EpisodeSpec, GenerateFn, HFGenerate, judge_accuracy, run_episodes
+from .episodes import ChatTurns, EpisodeSpec, GenerateFn, HFGenerate, run_episodes
 from .feedback import get_feedback_provider
 from .metrics import attempt_accuracy, mean_pass_at_k
 
@@ -117,18 +117,20 @@ def evaluate_pass_at_k(
     generate = generate or HFGenerate(model, tokenizer, temperature=temperature, batch_size=batch_size)
     if model is not None:
         model.eval()
-    samples, _ = generate(contexts, max_new_tokens, 0)
-    eos = tokenizer.eos_token_id
-    correct_counts = []
-    for i, row in enumerate(rows):
-        ids_list = samples[i * num_samples : (i + 1) * num_samples]
-        # a sample cut off by the token cap counts as wrong, as in training
-        correct_counts.append(
-            sum(
-                bool(ids and ids[-1] == eos and judge_accuracy(tokenizer.decode(ids, skip_special_tokens=True), row))
-                for ids in ids_list
-            )
-        )
+    # one-attempt episodes: the engine's rule (an attempt cut off by the cap is wrong, else the judge) as in training
+    episodes = run_episodes(
+        contexts,
+        [row for row in rows for _ in range(num_samples)],
+        generate,
+        decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+        feedback=get_feedback_provider("unary"),  # never used with a single attempt
+        turns=ChatTurns(tokenizer, multi_turn=False),
+        spec=EpisodeSpec(max_attempts=1, max_attempt_tokens=max_new_tokens),
+    )
+    correct_counts = [
+        sum(bool(ep.attempt_correct[0]) for ep in episodes[i * num_samples : (i + 1) * num_samples])
+        for i in range(len(rows))
+    ]
     metrics = {f"pass@{k}": mean_pass_at_k([num_samples] * len(rows), correct_counts, k) for k in ks}
     metrics["pass_samples"] = num_samples
     return metrics

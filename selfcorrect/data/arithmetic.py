@@ -10,10 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from datasets import DatasetDict
+from typing import Any
 
 LEVELS = (1, 2, 3, 4, 5)
 
@@ -547,16 +544,6 @@ def to_records(problems: Iterable[Problem]) -> list[dict[str, Any]]:
         {"problem": p.question, "solution": str(p.answer), "level": p.level, "expression": p.expression}
         for p in problems
     ]
-
-
-def make_dataset_dict(
-    levels: Sequence[int] = (1, 2), train_size: int = 512, eval_size: int = 64, seed: int = 0
-) -> DatasetDict:
-    """`make_splits` as a `datasets.DatasetDict` of records (see `to_records`)."""
-    from datasets import Dataset, DatasetDict
-
-    splits = make_splits(levels=levels, train_size=train_size, eval_size=eval_size, seed=seed)
-    return DatasetDict({name: Dataset.from_list(to_records(problems)) for name, problems in splits.items()})
 
 
 def describe_levels() -> dict[int, str]:

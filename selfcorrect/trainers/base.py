@@ -171,6 +171,11 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
             for (obj, name), value in zip(targets, saved):
                 setattr(obj, name, value)
 
+    def _local_rows(self, local_batch_size: int) -> slice:
+        """This rank's rows in a batch gathered over ranks (TRL's order: rank 0's rows first)."""
+        start = self.accelerator.process_index * local_batch_size
+        return slice(start, start + local_batch_size)
+
     def _any_rank_active(self, local_active: bool) -> bool:
         flag = torch.tensor([float(local_active)], device=self.accelerator.device)
         return bool(self.accelerator.gather(flag).sum().item() > 0)
@@ -202,15 +207,14 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         self._batch_rows = inputs
         output = super()._generate_and_score_completions(inputs)
-        # This rank's rows, in the gathered order that `_calculate_rewards` used.
-        local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
-        attempt_advantages = self._attempt_advantages[local].to(output["completion_ids"].device)  # (B, K)
+        device = output["completion_ids"].device
+        attempt_advantages = self._attempt_advantages[self._local_rows(len(inputs))].to(device)  # (B, K)
         spans = [row["attempt_spans"] for row in inputs]
         num_tokens = output["completion_ids"].size(1)
         output["advantages"] = spread_over_attempts(attempt_advantages, spans, num_tokens)  # (B, T)
         coefficients = self.kl_coefficients(self.args.max_attempts)
         if coefficients is not None:
-            per_attempt = torch.tensor([coefficients] * len(inputs), device=output["completion_ids"].device)
+            per_attempt = torch.tensor([coefficients] * len(inputs), device=device)
             output["kl_weights"] = spread_over_attempts(per_attempt, spans, num_tokens)  # (B, T)
         return output
 
@@ -221,6 +225,8 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
         device = self.accelerator.device
         conversational = isinstance(completions[0], list)
         num_attempts = self.args.max_attempts
+        episodes = {key: gather_object([row[key] for row in inputs]) for key in EPISODE_KEYS}
+        num_made = torch.tensor([len(t) for t in episodes["attempt_texts"]], device=device)  # (N,) attempts made
         per_attempt = []
         for k in range(num_attempts):
             texts = [row["attempt_texts"][k] if k < len(row["attempt_texts"]) else "" for row in inputs]
@@ -230,13 +236,9 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
             ]
             attempt_completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
             scores = super()._calculate_rewards(inputs, prompts, attempt_completions, ids)  # (N, F), gathered
-            made = torch.tensor([k < len(row["attempt_texts"]) for row in inputs], device=device)
-            made = self.accelerator.gather(made)  # (N,)
-            scores[~made] = float("nan")
+            scores[num_made <= k] = float("nan")  # attempt k never made
             per_attempt.append(scores)
         rewards_per_func = torch.stack(per_attempt, dim=1)  # (N, K, F)
-
-        episodes = {key: gather_object([row[key] for row in inputs]) for key in EPISODE_KEYS}
         rewards = self.attempt_rewards(rewards_per_func)  # (N, K)
         if self.args.advantage_mode == "grpo":
             self._attempt_advantages = self.attempt_advantages(rewards, episodes)  # (N, K)
@@ -251,7 +253,6 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
         self._log_episodes(rewards, episodes)
 
         # TRL logs and baselines these; our advantages replace its advantages afterwards.
-        num_made = torch.tensor([len(t) for t in episodes["attempt_texts"]], device=device)  # (N,)
         return rewards_per_func[torch.arange(len(num_made), device=device), num_made - 1]  # (N, F)
 
     def _log_episodes(self, rewards: torch.Tensor, episodes: dict[str, list]) -> None:
@@ -284,10 +285,7 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
 
         # Completions table: one column per attempt, its feedback, reward and advantage. TRL gathers these columns
         # from every rank, so each rank logs its own rows.
-        local = slice(
-            self.accelerator.process_index * len(correct) // self.accelerator.num_processes,
-            (self.accelerator.process_index + 1) * len(correct) // self.accelerator.num_processes,
-        )
+        local = self._local_rows(len(correct) // self.accelerator.num_processes)
         texts, fb = episodes["attempt_texts"][local], episodes["feedback_texts"][local]
         for k in range(num_attempts):
             self._pending_extra_logs[f"attempt_{k + 1}"].extend([t[k] if k < len(t) else "" for t in texts])
