@@ -50,6 +50,8 @@ def write_recipe(tmp_path: Path, model_dir: Path, **fields) -> Path:
 
 def build_trainer(recipe: Path, trainer_cls=None):
     """The trainer `selfcorrect.train` would build from a recipe (optionally a subclass), without training."""
+    from trl import get_peft_config
+
     from selfcorrect.configs import parse_recipe
     from selfcorrect.data import load_datasets
     from selfcorrect.models import load_model, load_tokenizer
@@ -65,6 +67,7 @@ def build_trainer(recipe: Path, trainer_cls=None):
         args=args,
         train_dataset=train_ds,
         processing_class=load_tokenizer(model_args.model_name_or_path),
+        peft_config=get_peft_config(model_args),
     )
 
 

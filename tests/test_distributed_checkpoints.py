@@ -1,0 +1,102 @@
+"""2-process CPU runs (gloo) through the real entry point: the DDP config file, resume under ZeRO-2/3, LoRA under ZeRO-3."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.helpers import write_recipe
+
+ROOT = Path(__file__).parents[1]
+SCORE = dict(method="score", score_stage=1, stage1_steps=1, max_attempt_length=8, max_completion_length=96)
+
+
+def _launch(config: str, *args: str, timeout: int = 600) -> str:
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "launch" / "cpu" / config),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run([*command, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return output
+
+
+def _rank_records(folder: Path) -> list[dict]:
+    return [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+@pytest.mark.dist
+def test_ddp_config_file_starts_two_ranks(tmp_path, tiny_model_dir):
+    recipe = write_recipe(tmp_path, tiny_model_dir, per_device_train_batch_size=2, num_generations=4, **SCORE)
+    _launch(
+        "ddp.yaml", str(ROOT / "tests" / "scripts" / "train_under_launch.py"), str(recipe), str(tmp_path / "ranks")
+    )
+    ranks = _rank_records(tmp_path / "ranks")
+    assert [r["world"] for r in ranks] == [2, 2] and [r["zero_stage"] for r in ranks] == [None, None]
+    assert ranks[0]["losses"] == pytest.approx(ranks[1]["losses"])  # TRL logs the loss averaged over ranks
+    assert ranks[0]["stages"] == [1.0, 2.0]
+
+
+@pytest.mark.dist
+@pytest.mark.parametrize("config", ["zero2.yaml", "zero3.yaml"])
+def test_resume_under_deepspeed_continues_at_the_next_step(tmp_path, tiny_model_dir, config):
+    """2 steps with a checkpoint per step, then the same command with max_steps 3 runs exactly one more step, in the
+    SCoRe stage that step 3 belongs to, from the sharded optimizer state of checkpoint-2."""
+    recipe = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        per_device_train_batch_size=2,
+        num_generations=4,
+        save_strategy="steps",
+        save_steps=1,
+        **SCORE,
+    )
+    first = _launch(config, "-m", "selfcorrect.train", "--config", str(recipe))
+    checkpoint = tmp_path / "out" / "checkpoint-2"
+    assert (checkpoint / "global_step2").is_dir(), first[-3000:]  # DeepSpeed's sharded optimizer and model states
+    assert len(list((checkpoint / "global_step2").glob("*optim_states.pt"))) == 2  # one shard per rank
+    second = _launch(config, "-m", "selfcorrect.train", "--config", str(recipe), "--max_steps", "3")
+    assert "resuming from" in second and "checkpoint-2" in second
+    logged = re.findall(r"\{'loss': [^}]*\}", second)
+    assert len(logged) == 1, second[-3000:]  # one step ran: 3
+    state = json.loads((tmp_path / "out" / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert [log["step"] for log in state["log_history"] if "loss" in log] == [1, 2, 3]
+    assert [log["selfcorrect/score_stage"] for log in state["log_history"] if "loss" in log] == [1.0, 2.0, 2.0]
+
+
+@pytest.mark.dist
+def test_lora_under_zero3_trains_the_adapter(tmp_path, tiny_model_dir):
+    recipe = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        per_device_train_batch_size=2,
+        num_generations=4,
+        use_peft=True,
+        lora_r=4,
+        lora_alpha=8,
+        lora_target_modules=["q_proj", "v_proj"],
+        **SCORE,
+    )
+    _launch(
+        "zero3.yaml", str(ROOT / "tests" / "scripts" / "train_under_launch.py"), str(recipe), str(tmp_path / "ranks")
+    )
+    ranks = _rank_records(tmp_path / "ranks")
+    assert [r["world"] for r in ranks] == [2, 2] and [r["zero_stage"] for r in ranks] == [3, 3]
+    assert all(r["steps"] == 2 and all(loss == loss for loss in r["losses"]) for r in ranks)
+    adapter = load_file(str(tmp_path / "out" / "adapter_model.safetensors"))
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and all(v.numel() and not torch.equal(v, torch.zeros_like(v)) for v in lora_b)  # B starts at 0
