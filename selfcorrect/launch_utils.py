@@ -11,6 +11,7 @@ groups (`num_generations` must divide it); a group may span ranks (rewards are g
 
 from __future__ import annotations
 
+import os
 import sys
 
 from .configs import RecipeError, _peek, load_recipe_file
@@ -33,6 +34,25 @@ def gradient_accumulation_for(global_batch: int, per_device_batch: int, num_proc
             f"divisible by {per_step}, or change `per_device_train_batch_size`."
         )
     return global_batch // per_step
+
+
+def check_launch_matches_recipe(training_args, environ: dict[str, str] | None = None) -> None:
+    """Under `accelerate launch`, the launch config's precision must be the recipe's; otherwise one silently wins.
+
+    `accelerate launch` exports the config's `mixed_precision` as ACCELERATE_MIXED_PRECISION; the recipe says `bf16` /
+    `fp16`. A mismatch (e.g. a GPU config's bf16 with a CPU recipe's fp32) is an error naming both values.
+    """
+    environ = os.environ if environ is None else environ
+    launched = environ.get("ACCELERATE_MIXED_PRECISION")
+    if launched is None:  # plain `python -m selfcorrect.train`: the recipe alone decides
+        return
+    recipe = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no"
+    if launched != recipe:
+        raise RecipeError(
+            f"the accelerate config says `mixed_precision: {launched}` but the recipe says "
+            f"`bf16: {bool(training_args.bf16)}`, `fp16: {bool(training_args.fp16)}` (mixed precision '{recipe}'): "
+            "make them agree (CPU runs: `mixed_precision: 'no'` and `bf16: false`, e.g. launch/cpu/*.yaml)."
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

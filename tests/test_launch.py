@@ -73,3 +73,18 @@ def test_accelerate_configs_are_valid(path):
 @pytest.mark.parametrize("path", sorted((ROOT / "launch").rglob("*.s*")), ids=lambda p: p.name)
 def test_shell_scripts_parse(path):
     assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+
+
+def test_launch_precision_must_match_the_recipe():
+    from types import SimpleNamespace
+
+    from selfcorrect.launch_utils import check_launch_matches_recipe
+
+    fp32, bf16 = SimpleNamespace(bf16=False, fp16=False), SimpleNamespace(bf16=True, fp16=False)
+    check_launch_matches_recipe(bf16, {})  # not under accelerate launch: the recipe decides
+    check_launch_matches_recipe(bf16, {"ACCELERATE_MIXED_PRECISION": "bf16"})
+    check_launch_matches_recipe(fp32, {"ACCELERATE_MIXED_PRECISION": "no"})
+    with pytest.raises(RecipeError, match=r"says `mixed_precision: bf16` but the recipe says `bf16: False`"):
+        check_launch_matches_recipe(fp32, {"ACCELERATE_MIXED_PRECISION": "bf16"})
+    with pytest.raises(RecipeError, match=r"`mixed_precision: no` but the recipe says `bf16: True`"):
+        check_launch_matches_recipe(bf16, {"ACCELERATE_MIXED_PRECISION": "no"})
