@@ -38,5 +38,10 @@ style: install
 	$(VENV)/bin/ruff check --fix selfcorrect tests
 	$(VENV)/bin/ruff format selfcorrect tests
 
+# Step time / throughput / peak memory of every trainer vs plain TRL (run it alone on the machine); extra options:
+# make bench BENCH_ARGS="--methods trl,grpo,score --repeats 5 --append-results"
+bench: install
+	$(PY) -m selfcorrect.bench $(BENCH_ARGS)
+
 clean:
 	rm -rf outputs build *.egg-info

@@ -1,0 +1,588 @@
+"""Step time, generation throughput and peak memory of our trainers against plain TRL `GRPOTrainer`.
+
+    python -m selfcorrect.bench                                  # embedded SmolLM2, every registered method, 3 repeats
+    python -m selfcorrect.bench --methods trl,grpo,score --steps 4 --repeats 5 --max-new-tokens 64 --append-results
+    make bench
+
+Every arm trains the same model on the same data, with the same rewards, batch, group size and per-attempt token cap:
+- `trl`: TRL's `GRPOTrainer` constructed directly from a `GRPOConfig` (the baseline);
+- every other method: the trainer a user gets from a recipe (`parse_recipe`, our data, model and reward loaders, the
+  class registered for `method`), i.e. the code path of `python -m selfcorrect.train`. Methods default to `trl`, `grpo`
+  and everything in `selfcorrect.trainers.TRAINERS` (new trainer families are picked up when they register).
+
+Arms alternate (A B C A B C ...) and each run is a fresh subprocess, so the peak memory is per arm (CPU: the peak RSS
+of the training process; GPU: `torch.cuda.max_memory_allocated`). A run trains `--warmup-steps` + `--steps` optimizer
+steps and times the last `--steps` (wall clock from step begin to step end: generation, scoring, forward, backward
+and the optimizer). Generated tokens are every token sampled in the step (attempts, critiques, refinements,
+verifications), counted at TRL's generation call `_generate_single_turn`; feedback tokens are not sampled, so not
+counted. With `--fixed-length` (default) EOS is suppressed (`generation_kwargs: {min_new_tokens: N}`), so every attempt
+is exactly N tokens and budgets are equal.
+
+Reported per method: medians over repeats of seconds per step, generated tokens per step, tokens per second, seconds
+per 1k generated tokens and peak memory, and their ratios to `trl`. A trainer that samples more than TRL (K attempts
+per episode, critiques, refinements, verifications) is compared by the per-token ratio. Targets: single-turn time
+within 5 % of TRL, time per generated token within 15 % for the others, memory within 10 %. The Markdown table
+(machine, versions, date, command) is printed and written to `--output-dir`; `--append-results` also adds it to
+`recipes/RESULTS.md` (newest first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BASELINE = "trl"
+SINGLE_TURN_TIME_TARGET = 1.05  # single-turn step time / TRL's
+MULTI_ATTEMPT_TOKEN_TARGET = 1.15  # multi-attempt time per generated token / TRL's
+MEMORY_TARGET = 1.10  # peak memory / TRL's
+CHILD_ENV = {
+    "OMP_WAIT_POLICY": "PASSIVE",  # busy-waiting OpenMP threads slow generation ~20x beside another process
+    "TOKENIZERS_PARALLELISM": "false",
+    "WANDB_MODE": "disabled",
+    "TRL_EXPERIMENTAL_SILENCE": "1",
+}
+MULTI_ATTEMPT_FEEDBACK_ROOM = 128  # tokens per feedback turn reserved in `max_completion_length`
+
+
+def available_methods() -> list[str]:
+    """`trl`, then our online methods: `grpo` and every `GRPOTrainer` subclass in `selfcorrect.trainers.TRAINERS`.
+
+    Offline trainers (REDI, SFT on fixed traces) generate nothing, so there is no GRPO step to compare them with.
+    """
+    from trl import GRPOTrainer
+
+    from .trainers import TRAINERS
+
+    ours = [
+        m
+        for m, cls in TRAINERS.items()
+        if m != "multi_attempt" and issubclass(cls, GRPOTrainer)  # multi_attempt: the base class SCoRe/UFO/NSR cover
+    ]
+    return list(dict.fromkeys([BASELINE, "grpo", *ours]))
+
+
+def parse_methods(text: str | None) -> list[str]:
+    from .trainers import TRAINERS
+
+    available = available_methods()
+    if not text:
+        return available
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    offline = [m for m in methods if m in TRAINERS and m not in available and m != "multi_attempt"]
+    if offline:
+        raise ValueError(
+            f"`--methods`: {', '.join(offline)} train offline on fixed traces (no generation), so there is no GRPO "
+            f"step to compare; online methods: {', '.join(available)}."
+        )
+    unknown = [m for m in methods if m not in available and m != "multi_attempt"]
+    if unknown:
+        raise ValueError(f"`--methods`: unknown method(s) {', '.join(unknown)}; available: {', '.join(available)}.")
+    if BASELINE not in methods:
+        methods.insert(0, BASELINE)  # every ratio is against plain TRL
+    return list(dict.fromkeys(methods))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Recipes: one per arm, identical except for the method's own fields.
+
+
+def recipe_values(method: str, opts: argparse.Namespace, output_dir: Path) -> dict[str, Any]:
+    """The recipe of one arm: the shared settings, plus the episode fields of a multi-attempt method."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    n = opts.max_new_tokens
+    values: dict[str, Any] = dict(
+        method="grpo" if method == BASELINE else method,
+        model_name_or_path=opts.model,
+        dtype=opts.dtype or ("bfloat16" if cuda else "float32"),
+        dataset_name="bundled:arithmetic",
+        arithmetic_levels=[1, 2],
+        arithmetic_train_size=max(64, opts.batch_size * (opts.steps + opts.warmup_steps)),
+        arithmetic_eval_size=1,
+        reward_funcs=list(opts.reward_funcs),
+        output_dir=str(output_dir),
+        use_cpu=not cuda,
+        bf16=False,
+        seed=0,
+        max_steps=opts.steps + opts.warmup_steps,
+        learning_rate=1e-6,
+        lr_scheduler_type="constant",
+        per_device_train_batch_size=opts.batch_size,
+        gradient_accumulation_steps=1,
+        num_generations=opts.num_generations,
+        max_completion_length=n,
+        temperature=1.0,
+        beta=opts.beta,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+    if opts.fixed_length:
+        values["generation_kwargs"] = {"min_new_tokens": n}
+    if method in (BASELINE, "grpo"):
+        return values
+    from .configs import recipe_dataclasses
+
+    config_cls = recipe_dataclasses(method)[-1]
+    defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
+    if "max_attempt_length" in defaults:  # a multi-attempt trainer: the same cap on every attempt
+        attempts = opts.max_attempts if defaults.get("max_attempts", 1) > 1 else 1
+        values["max_attempt_length"] = n
+        values["max_attempts"] = attempts
+        values["max_completion_length"] = attempts * n + (attempts - 1) * MULTI_ATTEMPT_FEEDBACK_ROOM
+    for name in ("verification_max_length", "critic_max_tokens"):  # RISE verifications, self-critiques: same cap
+        if name in defaults:
+            values[name] = n
+    if "verification_solutions" in defaults:  # RISE verifies at most the batch's own solutions
+        values["verification_solutions"] = min(defaults["verification_solutions"], opts.batch_size)
+    return values
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The child process: build one trainer, train, report step times, generated tokens and peak memory.
+
+
+def count_generated_tokens(trainer) -> dict[str, int]:
+    """Count every token the trainer samples: all generation (TRL's, our attempts, critiques, refinements,
+    verifications) goes through `_generate_single_turn`, which returns the sampled ids."""
+    counter = {"tokens": 0}
+    original = trainer._generate_single_turn
+
+    def counted(*args, **kwargs):
+        output = original(*args, **kwargs)
+        counter["tokens"] += sum(len(ids) for ids in output[0])
+        return output
+
+    trainer._generate_single_turn = counted
+    return counter
+
+
+def _step_timer(counter: dict[str, int]):
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        """Wall-clock seconds and sampled tokens of every optimizer step (and TRL's logged mean length)."""
+
+        def __init__(self):
+            self.seconds: list[float] = []
+            self.tokens: list[int] = []
+            self.mean_lengths: list[float] = []
+            self._start = 0.0
+            self._tokens_at_start = 0
+
+        def _sync(self):
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._sync()
+            self._start = time.perf_counter()
+            self._tokens_at_start = counter["tokens"]
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self._sync()
+            self.seconds.append(time.perf_counter() - self._start)
+            self.tokens.append(counter["tokens"] - self._tokens_at_start)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "completions/mean_length" in logs:
+                self.mean_lengths.append(float(logs["completions/mean_length"]))
+
+    return StepTimer()
+
+
+def build_baseline_trainer(values: dict[str, Any]):
+    """Plain TRL: `GRPOTrainer` from a `GRPOConfig`, the same model weights, data and reward functions."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from trl import GRPOConfig, GRPOTrainer
+
+    from .configs import DataArgs
+    from .data import load_datasets
+    from .models import resolve_model_path, torch_dtype
+    from .rewards import get_reward_funcs
+
+    def pick(cls):
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        return {k: v for k, v in values.items() if k in names}
+
+    args = GRPOConfig(**pick(GRPOConfig))
+    train_ds, _ = load_datasets(DataArgs(**pick(DataArgs)), train=True, test=False)
+    path = resolve_model_path(values["model_name_or_path"])
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    set_seed(args.seed)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(values.get("dtype")))
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=get_reward_funcs(values["reward_funcs"]),
+        args=args,
+        train_dataset=train_ds,
+        processing_class=tokenizer,
+    )
+
+
+def build_recipe_trainer(recipe: Path):
+    """The trainer `python -m selfcorrect.train --config recipe` builds (same parsing, loaders and registry)."""
+    from transformers import set_seed
+    from trl import get_peft_config
+
+    from .configs import parse_recipe
+    from .data import load_datasets
+    from .models import load_model, load_tokenizer
+    from .rewards import get_reward_funcs
+    from .train import get_trainer_class
+
+    model_args, data_args, script_args, training_args = parse_recipe(["--config", str(recipe)])
+    reward_funcs = get_reward_funcs(script_args.reward_funcs)
+    train_ds, _ = load_datasets(data_args, train=True, test=False)
+    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    set_seed(training_args.seed)
+    model = load_model(model_args, gradient_checkpointing=training_args.gradient_checkpointing)
+    return get_trainer_class(script_args.method)(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=training_args,
+        train_dataset=train_ds,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+
+
+def run_child(recipe: Path, baseline: bool, warmup_steps: int, result_path: Path) -> dict[str, Any]:
+    import torch
+
+    values = yaml.safe_load(recipe.read_text())
+    trainer = build_baseline_trainer(values) if baseline else build_recipe_trainer(recipe)
+    timer = _step_timer(count_generated_tokens(trainer))
+    trainer.add_callback(timer)
+    trainer.train()
+    args = trainer.args
+    seconds, tokens = timer.seconds[warmup_steps:], timer.tokens[warmup_steps:]
+    if len(seconds) != args.max_steps - warmup_steps or not all(tokens):
+        raise RuntimeError(
+            f"internal: timed {len(timer.seconds)} steps of {args.max_steps}, sampled tokens per step {timer.tokens}; "
+            "every step must generate (steps_per_generation = 1)."
+        )
+    completions_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    result = {
+        "trainer": f"{type(trainer).__module__}.{type(trainer).__qualname__}",
+        "attempts": getattr(args, "max_attempts", 1),
+        "step_seconds": seconds,
+        "generated_tokens": tokens,  # every sampled token of the step, counted at the generation call
+        # cross-check: TRL's logged mean length (model tokens of the batch's completions) x completions per step
+        "logged_tokens": [m * completions_per_step for m in timer.mean_lengths[warmup_steps:]],
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+    }
+    result_path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The parent: alternate the arms, each in a fresh process, then summarize.
+
+
+def run_arm(method: str, repeat: int, opts: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
+    arm_dir = work_dir / f"{method}-r{repeat}"
+    arm_dir.mkdir(parents=True, exist_ok=True)
+    recipe = arm_dir / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(recipe_values(method, opts, arm_dir / "out")))
+    result_path = arm_dir / "result.json"
+    command = [sys.executable, "-m", "selfcorrect.bench", "--child", str(recipe), "--result", str(result_path)]
+    command += ["--warmup-steps", str(opts.warmup_steps)] + (["--baseline"] if method == BASELINE else [])
+    env = {**os.environ, **CHILD_ENV}
+    start = time.perf_counter()
+    with open(arm_dir / "log.txt", "w") as log:
+        proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0 or not result_path.is_file():
+        tail = (arm_dir / "log.txt").read_text().strip().splitlines()[-15:]
+        return {"method": method, "repeat": repeat, "error": "\n".join(tail), "log": str(arm_dir / "log.txt")}
+    result = json.loads(result_path.read_text())
+    return {"method": method, "repeat": repeat, "wall_seconds": wall, **result}
+
+
+def summarize(runs: list[dict[str, Any]], methods: list[str], device: str) -> list[dict[str, Any]]:
+    """One row per method: medians over repeats and ratios to the baseline."""
+    rows = []
+    for method in methods:
+        ok = [r for r in runs if r["method"] == method and "error" not in r]
+        errors = [r for r in runs if r["method"] == method and "error" in r]
+        row: dict[str, Any] = {"method": method, "runs": len(ok), "failed": len(errors)}
+        if errors:
+            row["error"] = errors[0]["error"].splitlines()[-1] if errors[0]["error"] else "failed"
+        if ok:
+            memory = [r["peak_gpu_mib"] if device == "cuda" else r["peak_rss_mib"] for r in ok]
+            row.update(
+                trainer=ok[0]["trainer"].rsplit(".", 1)[-1],
+                attempts=ok[0]["attempts"],
+                seconds_per_step=statistics.median(statistics.median(r["step_seconds"]) for r in ok),
+                tokens_per_step=statistics.median(statistics.mean(r["generated_tokens"]) for r in ok),
+                tokens_per_second=statistics.median(sum(r["generated_tokens"]) / sum(r["step_seconds"]) for r in ok),
+                seconds_per_1k_tokens=statistics.median(
+                    1000 * sum(r["step_seconds"]) / max(sum(r["generated_tokens"]), 1) for r in ok
+                ),
+                peak_memory_mib=statistics.median(memory),
+            )
+        rows.append(row)
+    base = next((r for r in rows if r["method"] == BASELINE and r.get("runs")), None)
+    for row in rows:
+        if base is None or not row.get("runs"):
+            continue
+        row["time_ratio"] = row["seconds_per_step"] / base["seconds_per_step"]
+        row["token_ratio"] = row["tokens_per_step"] / base["tokens_per_step"]
+        row["token_time_ratio"] = row["seconds_per_1k_tokens"] / base["seconds_per_1k_tokens"]
+        row["memory_ratio"] = row["peak_memory_mib"] / base["peak_memory_mib"]
+        if row["method"] != BASELINE:
+            row["targets_met"] = targets_met(row)
+    return rows
+
+
+def targets_met(row: dict[str, Any]) -> dict[str, bool]:
+    """The issue's targets: single-turn time within 5 % of TRL; a trainer that samples more tokens than TRL (attempts,
+    critiques, refinements, verifications) within 15 % per generated token; memory within 10 %."""
+    if row["attempts"] > 1 or row["token_ratio"] > 1.05:
+        time_ok = row["token_time_ratio"] <= MULTI_ATTEMPT_TOKEN_TARGET
+    else:
+        time_ok = row["time_ratio"] <= SINGLE_TURN_TIME_TARGET
+    return {"time": time_ok, "memory": row["memory_ratio"] <= MEMORY_TARGET}
+
+
+def machine_description() -> tuple[str, str]:
+    """('cuda' | 'cpu', a one-line description of the hardware)."""
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return (
+            "cuda",
+            f"{torch.cuda.get_device_name(0)} ({props.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}",
+        )
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return "cpu", f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, no GPU"
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import transformers
+    import trl
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+    }
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def markdown_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    v = meta["versions"]
+    settings = meta["settings"]
+    memory = "peak GPU memory allocated" if meta["device"] == "cuda" else "peak RSS of the training process"
+    lines = [
+        f"## {meta['date']} — trainer benchmark vs plain TRL ({settings['model']}, {meta['device'].upper()})",
+        "",
+        f"Machine: {meta['machine']}. Python {v['python']}, torch {v['torch']}, transformers {v['transformers']}, "
+        f"TRL {v['trl']}; `OMP_WAIT_POLICY=PASSIVE`.",
+        f"Each arm: batch {settings['batch_size']} ({settings['num_generations']} generations per prompt), "
+        f"{settings['max_new_tokens']} tokens per attempt "
+        + ("(EOS suppressed: every attempt has exactly that length)" if settings["fixed_length"] else "(stop at EOS)")
+        + f", {settings['max_attempts']} attempts for multi-attempt methods, dtype {settings['dtype']}, "
+        f"β = {settings['beta']}; {settings['steps']} timed step(s) after {settings['warmup_steps']} warm-up step(s), "
+        f"{settings['repeats']} repeat(s), arms alternated, each run in a fresh process. Medians over repeats; memory "
+        f"is the {memory}.",
+        "",
+        "```",
+        meta["command"],
+        "```",
+        "",
+        "| method | trainer | attempts | s / step | gen tokens / step | tokens / s | s / 1k tokens | peak MiB "
+        "| time × TRL | time/token × TRL | memory × TRL | targets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if not row.get("runs"):
+            lines.append(f"| {row['method']} | failed: {row.get('error', '?')} |" + " |" * 10)
+            continue
+        met = row.get("targets_met")
+        targets = "baseline" if met is None else ", ".join(f"{k} {'✅' if ok else '❌'}" for k, ok in met.items())
+        if row.get("failed"):
+            targets += f" ({row['failed']} run(s) failed)"
+        lines.append(
+            f"| {row['method']} | {row['trainer']} | {row['attempts']} | {row['seconds_per_step']:.2f} "
+            f"| {row['tokens_per_step']:.0f} | {row['tokens_per_second']:.1f} | {row['seconds_per_1k_tokens']:.2f} "
+            f"| {row['peak_memory_mib']:.0f} | {_fmt(row.get('time_ratio'), '.3f')} "
+            f"| {_fmt(row.get('token_time_ratio'), '.3f')} | {_fmt(row.get('memory_ratio'), '.3f')} | {targets} |"
+        )
+    lines += [
+        "",
+        "Targets: single-turn time × TRL ≤ 1.05; a trainer that samples more tokens than TRL (attempts, critiques, "
+        "refinements, verifications): time per generated token × TRL ≤ 1.15; memory × TRL ≤ 1.10.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def append_results(report: str, results_file: Path) -> None:
+    """Insert the report above the newest dated section of RESULTS.md (the log is newest first)."""
+    text = results_file.read_text() if results_file.is_file() else "# Measured results\n"
+    index = text.find("\n## ")
+    if index < 0:
+        text = text.rstrip("\n") + "\n\n" + report
+    else:
+        text = text[: index + 1] + report + "\n" + text[index + 1 :]
+    results_file.write_text(text)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m selfcorrect.bench",
+        description="Seconds per step, generated tokens per second and peak memory of our trainers vs plain TRL.",
+    )
+    parser.add_argument("--model", default="embedded", help="`embedded`, a local model folder, or a hub id.")
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help="Comma-separated arms (default: trl, grpo and every registered trainer); `trl` is always included.",
+    )
+    parser.add_argument("--steps", type=int, default=4, help="Timed optimizer steps per run.")
+    parser.add_argument("--warmup-steps", type=int, default=1, help="Untimed steps at the start of every run.")
+    parser.add_argument("--repeats", type=int, default=3, help="Runs per arm (alternating the arms).")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="Token cap of each attempt (and of TRL).")
+    parser.add_argument("--num-generations", type=int, default=4, help="Generations per prompt (group size G).")
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="Completions per step (per_device_train_batch_size)."
+    )
+    parser.add_argument("--max-attempts", type=int, default=2, help="Attempts per episode of multi-attempt methods.")
+    parser.add_argument(
+        "--fixed-length",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Suppress EOS so every attempt is exactly --max-new-tokens long (equal token budgets).",
+    )
+    parser.add_argument("--dtype", default=None, help="Model dtype (default: float32 on CPU, bfloat16 on CUDA).")
+    parser.add_argument("--beta", type=float, default=0.0, help="KL coefficient of every arm (> 0 adds a reference).")
+    parser.add_argument(
+        "--reward-funcs", default="accuracy,format", help="Comma-separated reward functions (names or dotted paths)."
+    )
+    parser.add_argument("--output-dir", default=None, help="Where to write bench.md / bench.json and run logs.")
+    parser.add_argument(
+        "--append-results", action="store_true", help="Also add the table to the results file (newest first)."
+    )
+    parser.add_argument("--results-file", default="recipes/RESULTS.md", help="File for --append-results.")
+    # internal: one arm in a child process
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
+    opts = parser.parse_args(argv)
+    for name in ("steps", "repeats", "max_new_tokens", "num_generations", "batch_size", "max_attempts"):
+        if getattr(opts, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1; got {getattr(opts, name)}.")
+    if opts.warmup_steps < 0:
+        parser.error(f"--warmup-steps must be >= 0; got {opts.warmup_steps}.")
+    if opts.batch_size % opts.num_generations:
+        parser.error(
+            f"--batch-size ({opts.batch_size}) must be a multiple of --num-generations ({opts.num_generations})."
+        )
+    opts.reward_funcs = [name.strip() for name in opts.reward_funcs.split(",") if name.strip()]
+    return opts
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    opts = parse_args(argv)
+    if opts.child:
+        return run_child(Path(opts.child), opts.baseline, opts.warmup_steps, Path(opts.result))
+    try:
+        methods = parse_methods(opts.methods)
+    except ValueError as exc:
+        raise SystemExit(f"selfcorrect.bench: error: {exc}") from None
+    stamp = dt.datetime.now(dt.timezone.utc)
+    out_dir = Path(opts.output_dir or f"outputs/bench/{stamp:%Y%m%d-%H%M%S}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device, machine = machine_description()
+    runs = []
+    for repeat in range(opts.repeats):  # alternate: trl grpo score ... trl grpo score ...
+        for method in methods:
+            print(f"[bench] repeat {repeat + 1}/{opts.repeats}: {method}", flush=True)
+            run = run_arm(method, repeat, opts, out_dir / "runs")
+            if "error" in run:
+                print(f"[bench] {method} failed (log: {run['log']}):\n{run['error']}", file=sys.stderr, flush=True)
+            else:
+                print(
+                    f"[bench]   {statistics.median(run['step_seconds']):.2f} s/step, "
+                    f"{statistics.mean(run['generated_tokens']):.0f} tokens/step",
+                    flush=True,
+                )
+            runs.append(run)
+    rows = summarize(runs, methods, device)
+    meta = {
+        "date": f"{stamp:%Y-%m-%d}",
+        "time_utc": stamp.isoformat(timespec="seconds"),
+        "device": device,
+        "machine": machine,
+        "versions": versions(),
+        "command": "python -m selfcorrect.bench " + shlex.join(argv),
+        "settings": {
+            key: getattr(opts, key)
+            for key in (
+                "model",
+                "steps",
+                "warmup_steps",
+                "repeats",
+                "max_new_tokens",
+                "num_generations",
+                "batch_size",
+                "max_attempts",
+                "fixed_length",
+                "beta",
+            )
+        }
+        | {"dtype": opts.dtype or ("bfloat16" if device == "cuda" else "float32"), "methods": methods},
+    }
+    report = markdown_report(rows, meta)
+    (out_dir / "bench.md").write_text(report)
+    (out_dir / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows, "runs": runs}, indent=2))
+    print("\n" + report)
+    print(f"saved {out_dir / 'bench.md'} and {out_dir / 'bench.json'}")
+    if opts.append_results:
+        append_results(report, Path(opts.results_file))
+        print(f"added the table to {opts.results_file}")
+    failed = sorted({r["method"] for r in runs if "error" in r})
+    if failed:
+        raise SystemExit(f"selfcorrect.bench: runs failed for {', '.join(failed)}; see the logs under {out_dir}.")
+    return {"meta": meta, "rows": rows, "runs": runs, "output_dir": str(out_dir)}
+
+
+if __name__ == "__main__":
+    main()

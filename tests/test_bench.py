@@ -1,0 +1,93 @@
+"""`python -m selfcorrect.bench`: both arms run end to end in fresh processes and the table has every row and column.
+
+No timing assertions: the numbers depend on the machine. What a user relies on is checked: one row per arm in the
+order asked, the baseline's ratios are 1, the generated-token count follows from batch x attempts x fixed length, and
+each arm's recipe is the one the user's code path would read.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from selfcorrect.bench import append_results, main, parse_methods, recipe_values
+
+
+def test_bench_runs_trl_and_score_and_writes_the_table(tmp_path, tiny_model_dir):
+    out = tmp_path / "bench"
+    argv = ["--model", str(tiny_model_dir), "--methods", "trl,score", "--steps", "1", "--warmup-steps", "0"]
+    argv += ["--repeats", "1", "--max-new-tokens", "6", "--num-generations", "2", "--batch-size", "4"]
+    argv += ["--reward-funcs", "tests.helpers:varied_reward", "--output-dir", str(out)]
+    result = main(argv)
+
+    rows = {row["method"]: row for row in result["rows"]}
+    assert list(rows) == ["trl", "score"]
+    assert rows["trl"]["trainer"] == "GRPOTrainer" and rows["score"]["trainer"] == "SCoReTrainer"
+    # EOS suppressed: 4 completions x 6 tokens for TRL; 4 episodes x 2 attempts x 6 model tokens for SCoRe
+    assert rows["trl"]["tokens_per_step"] == 24 and rows["score"]["tokens_per_step"] == 48
+    assert rows["trl"]["time_ratio"] == rows["trl"]["memory_ratio"] == 1.0
+    for row in rows.values():
+        assert row["seconds_per_step"] > 0 and row["peak_memory_mib"] > 0
+    assert set(rows["score"]["targets_met"]) == {"time", "memory"}
+
+    table = (out / "bench.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| method"))
+    for column in ("s / step", "tokens / s", "s / 1k tokens", "peak MiB", "time × TRL", "time/token × TRL"):
+        assert column in header
+    body = [line for line in table.splitlines() if line.startswith(("| trl ", "| score "))]
+    assert [line.split("|")[1].strip() for line in body] == ["trl", "score"]
+    assert all(line.count("|") == header.count("|") for line in body)
+    for needed in ("torch ", "transformers ", "TRL ", "Machine: ", "python -m selfcorrect.bench --model"):
+        assert needed in table
+    assert table.startswith(f"## {result['meta']['date']} — trainer benchmark")
+    saved = json.loads((out / "bench.json").read_text())
+    assert [run["method"] for run in saved["runs"]] == ["trl", "score"]
+    assert saved["meta"]["versions"]["trl"].startswith("1.16")
+
+
+def test_arm_recipes_share_everything_but_the_episode(tmp_path, tiny_model_dir):
+    opts = argparse_namespace(model=str(tiny_model_dir))
+    trl, grpo, score = (recipe_values(m, opts, tmp_path) for m in ("trl", "grpo", "score"))
+    assert trl == grpo  # the baseline and our single-turn path read the same settings
+    assert trl["generation_kwargs"] == {"min_new_tokens": 8} and trl["max_completion_length"] == 8
+    assert score["max_attempt_length"] == 8 and score["max_attempts"] == 2
+    assert score["max_completion_length"] >= 16
+    for key, value in trl.items():  # everything TRL reads is the same, except the episode's length
+        if key not in ("method", "max_completion_length"):
+            assert score[key] == value, key
+    assert set(score) - set(trl) <= {
+        "max_attempt_length",
+        "max_attempts",
+        "verification_max_length",
+        "verification_solutions",
+    }
+    assert recipe_values("nsr", opts, tmp_path)["max_attempts"] == 1  # single-turn trainer stays single-turn
+
+
+def test_methods_are_discovered_and_checked():
+    methods = parse_methods(None)
+    assert methods[:2] == ["trl", "grpo"] and {"score", "ufo", "nsr"} <= set(methods)
+    assert parse_methods("score") == ["trl", "score"]  # the baseline is always measured
+    with pytest.raises(ValueError, match="unknown method.*scroe.*available: trl, grpo"):
+        parse_methods("trl,scroe")
+    from selfcorrect.trainers import TRAINERS
+
+    if "redi" in TRAINERS:  # offline pair training generates nothing: no GRPO step to compare it with
+        assert "redi" not in methods
+        with pytest.raises(ValueError, match="redi train offline"):
+            parse_methods("trl,redi")
+
+
+def test_append_results_puts_the_newest_section_first(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Measured results\n\nIntro.\n\n## 2026-11-24 — older\n\nold\n")
+    append_results("## 2026-11-25 — bench\n\nnew\n", results)
+    text = results.read_text()
+    assert text.index("## 2026-11-25") < text.index("## 2026-11-24") and text.startswith("# Measured results")
+
+
+def argparse_namespace(**overrides):
+    from selfcorrect.bench import parse_args
+
+    return parse_args(["--max-new-tokens", "8", *[f"--{k}={v}" for k, v in overrides.items()]])
