@@ -100,3 +100,20 @@ def test_lora_under_zero3_trains_the_adapter(tmp_path, tiny_model_dir):
     adapter = load_file(str(tmp_path / "out" / "adapter_model.safetensors"))
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and all(v.numel() and not torch.equal(v, torch.zeros_like(v)) for v in lora_b)  # B starts at 0
+
+
+@pytest.mark.dist
+@pytest.mark.parametrize("config", ["ddp.yaml", "zero2.yaml", "zero3.yaml"])
+def test_redi_under_two_ranks(tmp_path, tiny_model_dir, config):
+    """REDI (offline pairs, no reference model) through the entry point: 4 pairs, 1 per rank per step, so an epoch is
+    2 steps only if both ranks really took a pair each."""
+    from tests.test_redi import PAIRS, _recipe, _write_jsonl
+
+    pairs = _write_jsonl(tmp_path / "pairs.jsonl", PAIRS * 2)
+    recipe = _recipe(tmp_path, tiny_model_dir, dataset_name=str(pairs), per_device_train_batch_size=1)
+    output = _launch(config, "-m", "selfcorrect.train", "--config", str(recipe))
+    epochs = re.findall(r"'epoch': '([\d.]+)'", output)
+    assert epochs[:2] == ["0.5", "1"], output[-3000:]  # world size 2
+    before = load_file(str(tiny_model_dir / "model.safetensors"))
+    after = load_file(str(tmp_path / "out" / "model.safetensors"))
+    assert all(not torch.equal(before[name], after[name]) for name in before)

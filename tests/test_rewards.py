@@ -210,6 +210,25 @@ def test_long_garbage_answer_does_not_hang():
     assert accuracy_reward([garbage], solution=["4"]) == [0.0]
 
 
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "\\boxed{" + "\\frac{" * 300 + "1" + "}{2}" * 300 + "}",  # deeply nested LaTeX
+        "\\boxed{" + "\\sqrt{" * 500 + "4" + "}" * 500 + "}",
+        "\\boxed{" + "".join(chr(c) for c in range(1, 2000)) + "}",  # control characters, binary-like garbage
+        "\\boxed{\x00\xff\ufffd\U0001f600}",
+        "x" * 100_000,  # no box at all, no end of turn
+        "\\boxed{" * 10_000,  # never closed
+        "\\boxed{四}",
+    ],
+    ids=["nested-frac", "nested-sqrt", "control-chars", "binary-unicode", "100k-no-box", "unclosed", "cjk"],
+)
+def test_pathological_completions_score_zero_quickly(completion):
+    start = time.monotonic()
+    assert accuracy_reward([completion, "\\boxed{4}"], solution=["4", "4"]) == [0.0, 1.0]
+    assert time.monotonic() - start < 30  # the per-sample bound (5 s) plus a worker restart, never a hang
+
+
 def test_module_import_is_light_and_exit_does_not_hang_on_a_stuck_worker(tmp_path):
     result = _run_python(
         """
@@ -251,7 +270,7 @@ NOT_CALLABLE = 3
 
 
 def test_registry_names_and_dotted_paths():
-    assert set(REWARD_FUNCS) == {"accuracy", "format"}
+    assert set(REWARD_FUNCS) == {"accuracy", "format", "outcome"}
     accuracy, colon, dotted = get_reward_funcs(
         ["accuracy", "tests.test_rewards:my_reward", "tests.helpers.varied_reward"]
     )
@@ -263,7 +282,8 @@ def test_registry_names_and_dotted_paths():
 
 def test_registry_errors():
     with pytest.raises(
-        ValueError, match=r"unknown reward function 'acc'\. Registered: accuracy, format; .*package\.module:func"
+        ValueError,
+        match=r"unknown reward function 'acc'\. Registered: accuracy, format, outcome; .*package\.module:func",
     ):
         get_reward_funcs(["acc"])
     with pytest.raises(ValueError, match=r"cannot import module 'no_such_module'.*ModuleNotFoundError"):
@@ -309,6 +329,8 @@ def test_wrapped_batch_only_failure_and_bad_return_values():
     with pytest.raises(RewardFunctionError, match=r"'texty' returned '1' \(str\) for sample 1"):
         wrap_reward_func(lambda completions, **kw: [1, "1"], "texty")(["a", "b"])
     assert wrap_reward_func(lambda completions, **kw: (1, None, True), "mixed")(["a", "b", "c"]) == [1.0, None, 1.0]
+    with pytest.raises(RewardFunctionError, match=r"'huge' returned -inf for sample 1; rewards must be finite"):
+        wrap_reward_func(lambda completions, **kw: [1.0, float("-inf")], "huge")(["a", "b"])
 
 
 def test_async_reward_functions_stay_async():

@@ -1,0 +1,118 @@
+"""Run safety: no silent corruption, no lost work.
+
+- `NonFiniteGradientGuard` (a `TrainerCallback`): before each optimizer step, if any gradient is NaN or inf (on any
+  rank), the step is skipped (gradients dropped, so the optimizer leaves weights and moments untouched) with a warning;
+  after `max_nonfinite_steps` skipped steps in a row the run stops with `NonFiniteTrainingError`. Skipped steps are
+  logged as `selfcorrect/skipped_steps`. Under DeepSpeed ZeRO the engine owns the (partitioned) gradients, the guard
+  sees none of them, and DeepSpeed's own overflow handling applies.
+- `RewardBatchGuard` (a `GRPOTrainer` mixin): a batch in which every reward function returned None for every sample is
+  an error, not a batch of zero rewards (TRL's default), since it means the scoring is broken, e.g. gold answers that
+  cannot be parsed or a reward function that never applies.
+- `last_complete_checkpoint(output_dir)`: the newest `checkpoint-N` whose `trainer_state.json` (written last by the
+  Trainer, after model, optimizer, scheduler and RNG states) is present and valid, so a crash while a checkpoint is
+  being written resumes from the previous one instead of failing to load a partial one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from .rewards import RewardFunctionError
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Too many optimizer steps in a row had non-finite gradients or loss."""
+
+
+class NonFiniteGradientGuard(TrainerCallback):
+    """Skip optimizer steps whose gradients are not finite; stop after `max_consecutive` of them in a row."""
+
+    def __init__(self, max_consecutive: int = 3, accelerator=None):
+        if max_consecutive < 1:
+            raise ValueError(f"`max_nonfinite_steps` must be at least 1; got {max_consecutive}.")
+        self.max_consecutive = max_consecutive
+        self.accelerator = accelerator
+        self.consecutive = 0
+        self.skipped_steps: list[int] = []
+
+    def _any_rank(self, flag: bool) -> bool:
+        if self.accelerator is None or self.accelerator.num_processes == 1:
+            return flag
+        value = torch.tensor([float(flag)], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(value, reduction="sum").item() > 0)
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        params = [p for p in model.parameters() if p.grad is not None] if model is not None else []
+        local_bad = any(not torch.isfinite(p.grad).all() for p in params)
+        if not self._any_rank(local_bad):
+            self.consecutive = 0
+            return
+        for p in params:  # torch optimizers skip parameters without a gradient: weights and moments stay as they are
+            p.grad = None
+        self.consecutive += 1
+        step = state.global_step + 1
+        self.skipped_steps.append(step)
+        logger.warning(
+            "step %d: non-finite gradients, optimizer step skipped (%d in a row, limit `max_nonfinite_steps` = %d)",
+            step,
+            self.consecutive,
+            self.max_consecutive,
+        )
+        if self.consecutive >= self.max_consecutive:
+            raise NonFiniteTrainingError(
+                f"gradients were NaN/inf for {self.consecutive} optimizer steps in a row (steps "
+                f"{self.skipped_steps[-self.consecutive :]}); the weights are those of step {step - self.consecutive}. "
+                "Lower the learning rate, check the rewards and the data, or raise `max_nonfinite_steps`."
+            )
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None and "loss" in logs:
+            logs["selfcorrect/skipped_steps"] = float(len(self.skipped_steps))
+
+
+class RewardBatchGuard:
+    """Mixin for `GRPOTrainer` subclasses: raise when no reward function scored any sample of a batch."""
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (N, F)
+        check_rewards_scored(rewards_per_func, [getattr(f, "__name__", str(f)) for f in self.reward_funcs])
+        return rewards_per_func
+
+
+def check_rewards_scored(rewards_per_func: torch.Tensor, names: list[str]) -> None:
+    """(N, F) gathered rewards with NaN where a function returned None: all NaN is an error naming the functions."""
+    if rewards_per_func.numel() and torch.isnan(rewards_per_func).all():
+        raise RewardFunctionError(
+            f"every reward function ({', '.join(names)}) returned None for all {rewards_per_func.size(0)} samples of "
+            "this batch, so no sample has a reward; TRL would train on zeros. Check that the gold answers parse "
+            "(`solution_column`) and that the reward functions apply to this data."
+        )
+
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest `checkpoint-N` in `output_dir` with a readable `trainer_state.json`; incomplete ones are skipped."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    candidates = sorted(
+        (int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := CHECKPOINT.match(p.name))
+    )
+    for _, path in reversed(candidates):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            logger.warning("%s is incomplete (no valid trainer_state.json): not resuming from it", path)
+            continue
+        return str(path)
+    return None
