@@ -225,3 +225,230 @@ def negative_sample_advantages(
         grouped = torch.where(mixed & ~torch.isnan(r), grouped, 0.0)
         advantages = grouped.view(-1)
     return advantages
+
+
+# --- REDI: "Harnessing Negative Signals: Reinforcement Distillation" (Xu et al. 2025) ---------------------------------
+
+
+def length_normalized_logps(logps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Per-sequence mean token log-likelihood `log pi(y|x) / |y|`: (P,) summed logps, (P,) token counts -> (P,).
+
+    A sequence with no tokens (length 0) gets 0, never NaN.
+    """
+    return logps / lengths.to(logps.dtype).clamp(min=1)  # (P,)
+
+
+def redi_loss(
+    chosen_logps: torch.Tensor,
+    chosen_lengths: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    rejected_lengths: torch.Tensor,
+    alpha: float = 0.8,
+) -> torch.Tensor:
+    """The reference-free REDI objective, averaged over P pairs (x, y_w correct, y_l incorrect):
+
+        L = mean_pairs[ -log pi(y_w|x) / |y_w| + alpha * log pi(y_l|x) / |y_l| ]
+
+    chosen_logps / rejected_logps: (P,) log-likelihoods summed over each completion's tokens; *_lengths: (P,) token
+    counts. alpha in [0, 1] down-weights the push-down on the incorrect trace (paper: 0.8; alpha = 0 is SFT on the
+    correct traces with a per-sequence length average). No reference model, no KL, no sigmoid: minimizing L raises
+    the chosen and lowers the rejected length-normalized log-likelihood. Returns a scalar.
+    """
+    chosen = length_normalized_logps(chosen_logps, chosen_lengths)  # (P,)
+    rejected = length_normalized_logps(rejected_logps, rejected_lengths)  # (P,)
+    return (-chosen + alpha * rejected).mean()  # ()
+
+
+# --- RISE: "Trust, But Verify" (Liu et al. 2025) -----------------------------------------------------------------------
+
+OUTCOME_SCORES = (1.0, -0.5, -1.0)  # boxed and correct / boxed but wrong / no boxed answer
+
+
+def outcome_score(boxed: bool, correct: bool | None) -> float:
+    """RISE's outcome verifier: 1.0 if a boxed answer is correct, -0.5 if it is wrong, -1.0 without a boxed answer.
+    A gold that does not parse (`correct` None) counts as wrong."""
+    if not boxed:
+        return -1.0
+    return 1.0 if correct else -0.5
+
+
+def verification_rewards(ratings: torch.Tensor, targets: torch.Tensor, atol: float = 1e-6) -> torch.Tensor:
+    """Reward of each verification: 1 if its rating equals the verified solution's outcome score, -0.5 if it gave a
+    rating that differs (a boxed value that is not a number counts as a wrong rating: pass +inf), -1 if it gave none.
+
+    ratings: (M,) the boxed rating as a number, NaN where the verification has no boxed rating; targets: (M,).
+    """
+    rated = ~torch.isnan(ratings)  # (M,)
+    right = rated & (ratings - targets).abs().le(atol)  # (M,)
+    rewards = torch.full_like(targets, -1.0)  # (M,)
+    rewards[rated] = -0.5
+    rewards[right] = 1.0
+    return rewards
+
+
+def select_spread(
+    num_rows: int, group_size: int, count: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Pick `count` distinct rows of a batch of `num_rows` (groups of `group_size` consecutive rows), spread over the
+    groups: every group gives floor or ceil(count / groups) rows, which groups give the extra one and which members
+    are picked are random (`generator`; the same seed gives the same rows on every rank). Returns (count,) row indices
+    in pick order.
+    """
+    if num_rows % group_size:
+        raise ValueError(f"{num_rows} rows do not split into groups of {group_size}.")
+    if not 0 <= count <= num_rows:
+        raise ValueError(f"cannot pick {count} of {num_rows} rows.")
+    num_groups = num_rows // group_size
+    group_order = torch.randperm(num_groups, generator=generator)  # (groups,)
+    members = torch.stack([torch.randperm(group_size, generator=generator) for _ in range(num_groups)])  # (groups, G)
+    picks = []
+    for i in range(count):  # round i // groups takes one more member of each group, groups in random order
+        group = int(group_order[i % num_groups])
+        picks.append(group * group_size + int(members[group, i // num_groups]))
+    return torch.tensor(picks, dtype=torch.long)  # (count,)
+
+
+def verification_accuracy(ratings: torch.Tensor, targets: torch.Tensor, atol: float = 1e-6) -> dict[str, float]:
+    """Verification metrics: overall accuracy, accuracy per true class (`acc_score_1`, `acc_score_-0.5`,
+    `acc_score_-1`; NaN for a class absent from the batch) and the fraction with a valid rating (one of the three
+    scores). ratings: (M,) with NaN where no rating; targets: (M,)."""
+    rated = ~torch.isnan(ratings)
+    right = rated & (ratings - targets).abs().le(atol)  # (M,)
+    valid = torch.zeros_like(rated)
+    for score in OUTCOME_SCORES:
+        valid |= rated & (ratings - score).abs().le(atol)
+    metrics = {
+        "acc": right.float().mean().item() if right.numel() else float("nan"),
+        "valid_rating_frac": valid.float().mean().item() if valid.numel() else float("nan"),
+    }
+    for score in OUTCOME_SCORES:
+        in_class = (targets - score).abs().le(atol)
+        metrics[f"acc_score_{score:g}"] = right[in_class].float().mean().item() if in_class.any() else float("nan")
+    return metrics
+
+
+def normalize_answer(answer: str | None) -> str | None:
+    """The key under which voting counts an answer: whitespace and `$` removed; None or empty: no answer."""
+    if answer is None:
+        return None
+    key = "".join(answer.split()).strip("$")
+    return key or None
+
+
+def majority_vote(answers: Sequence[str | None]) -> str | None:
+    """The most frequent answer (after `normalize_answer`), ties to the first seen; None if no sample has one."""
+    return weighted_vote(answers, [1.0] * len(answers))
+
+
+def weighted_vote(answers: Sequence[str | None], weights: Sequence[float]) -> str | None:
+    """Verification-weighted majority vote: each sample's answer gets its weight (RISE: the share of the sample's own
+    verifications that rate it correct); the answer with the largest total wins, ties go to the more frequent answer,
+    then to the first seen. Samples without an answer do not vote. Returns the winning answer as first written, or
+    None if no sample has an answer."""
+    if len(answers) != len(weights):
+        raise ValueError(f"{len(answers)} answers but {len(weights)} weights.")
+    totals: dict[str, list[float]] = {}  # key -> [weight sum, count]
+    first: dict[str, str] = {}  # key -> the first answer written that way
+    for answer, weight in zip(answers, weights):
+        key = normalize_answer(answer)
+        if key is None:
+            continue
+        entry = totals.setdefault(key, [0.0, 0.0])
+        entry[0] += float(weight)
+        entry[1] += 1.0
+        first.setdefault(key, answer)
+    if not totals:
+        return None
+    best = max(totals, key=lambda key: (totals[key][0], totals[key][1]))  # max keeps the first of equal keys
+    return first[best]
+
+
+# --- Critique-GRPO (Zhang et al. 2025) and R3L positive amplification --------------------------------------------------
+
+REFINE_GROUPS = ("no_correct", "all")
+
+
+def scale_positive_advantages(advantages: torch.Tensor, scale: float) -> torch.Tensor:
+    """R3L's positive amplification: advantages > 0 multiplied by `scale` (paper alpha = 3), others unchanged.
+
+    Any shape; `scale` 1.0 returns the input unchanged.
+    """
+    if scale == 1.0:
+        return advantages
+    return torch.where(advantages > 0, advantages * scale, advantages)
+
+
+def policy_shaping_weight(logps: torch.Tensor, gamma: float = 0.1) -> torch.Tensor:
+    """Critique-GRPO's shaping weight `rho = p / (p + gamma)` with `p = exp(logps)` the token's probability under the
+    current policy; the gradient flows through p (d rho / d logp = gamma p / (p + gamma)^2). Any shape, e.g. (B, T).
+
+    It replaces the importance ratio on refinement tokens: a low-probability token (p << gamma) gets a weight ~ p/gamma
+    whose gradient is ~ p/gamma, larger relative to p than the plain likelihood's, so unfamiliar but correct
+    refinement tokens are learned without being clipped away; a likely token (p >> gamma) saturates at 1.
+    """
+    p = logps.exp()  # (..., T)
+    return p / (p + gamma)
+
+
+def policy_shaping_loss(logps: torch.Tensor, advantages: torch.Tensor, gamma: float = 0.1) -> torch.Tensor:
+    """Per-token loss on refinement tokens, `-A * rho_t`: (B, T) log-probs, (B, T) or (B,) advantages -> (B, T).
+
+    No clipping (the paper's choice: refinements are off-policy by construction). Reduce it like TRL's policy loss
+    (`aggregate_token_loss`) so that refinement and sampled tokens share one normalizer.
+    """
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(1)  # (B, 1)
+    return -advantages * policy_shaping_weight(logps, gamma)  # (B, T)
+
+
+def refinement_candidates(
+    correct: torch.Tensor, group_size: int, refine_groups: str = "no_correct", max_per_group: int | None = None
+) -> torch.Tensor:
+    """Which sampled responses get a critique and a refinement: (N,) correctness (1 / 0, NaN counts as wrong) -> (N,)
+    bool.
+
+    Candidates are the wrong responses of the refined groups: with "no_correct" (the paper) only groups without a
+    correct response are refined, with "all" (the public code) every group with a wrong response is. At most
+    `max_per_group` candidates per group (the first ones in group order; samples are i.i.d., so this is unbiased);
+    None: all of them.
+    """
+    if refine_groups not in REFINE_GROUPS:
+        raise ValueError(f"`refine_groups` must be one of {REFINE_GROUPS}; got {refine_groups!r}.")
+    if correct.numel() % group_size:
+        raise ValueError(f"{correct.numel()} responses do not split into groups of {group_size}.")
+    wrong = ~(torch.nan_to_num(correct, nan=0.0) > 0.5).view(-1, group_size)  # (N/G, G)
+    if refine_groups == "no_correct":
+        wrong = wrong & wrong.all(dim=1, keepdim=True)  # (N/G, G) only groups with no correct response
+    if max_per_group is not None:
+        wrong = wrong & (wrong.long().cumsum(dim=1) <= max_per_group)  # (N/G, G) the first max_per_group
+    return wrong.reshape(-1)  # (N,)
+
+
+def choose_refinements(
+    candidates: torch.Tensor, refinement_correct: torch.Tensor, group_size: int, k: int
+) -> torch.Tensor:
+    """Which refinements enter their group, each replacing the (wrong) response it refines: (N,) -> (N,) bool.
+
+    candidates: (N,) bool, rows that have a refinement; refinement_correct: (N,) 1 / 0 (NaN or any value where there
+    is no refinement). Per group at most `k` refinements are placed, correct refinements first (the paper's
+    preference), then in group order. The group then holds G - k sampled responses and k refinements.
+    """
+    if candidates.numel() % group_size:
+        raise ValueError(f"{candidates.numel()} rows do not split into groups of {group_size}.")
+    cand = candidates.view(-1, group_size)  # (N/G, G)
+    good = cand & (torch.nan_to_num(refinement_correct, nan=0.0) > 0.5).view(-1, group_size)  # (N/G, G)
+    # rank within the group: correct refinements first, then the other candidates, each in group order
+    position = torch.arange(group_size, device=cand.device).expand_as(cand)  # (N/G, G)
+    key = torch.where(good, position, position + group_size)  # (N/G, G)
+    key = torch.where(cand, key, torch.full_like(key, 3 * group_size))  # non-candidates last
+    order = key.argsort(dim=1)  # (N/G, G) columns sorted by preference
+    rank = order.argsort(dim=1)  # (N/G, G) preference rank of each column
+    return (cand & (rank < k)).reshape(-1)  # (N,)
+
+
+def mixed_group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "none") -> torch.Tensor:
+    """Critique-GRPO's advantage over a mixed group of n sampled responses and k refinements (n + k = G, consecutive
+    rows): `A = R - mean(R over the group)`, no std division by default (`scale` as TRL's `scale_rewards`).
+    (N,) -> (N,); NaN rewards are left out of the mean and get 0.
+    """
+    return group_normalize(rewards, group_size, scale)

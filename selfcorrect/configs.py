@@ -43,6 +43,13 @@ class DataArgs:
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     dataset_train_split: str = field(default="train", metadata={"help": "Split used for training."})
     dataset_test_split: str = field(default="test", metadata={"help": "Split used for evaluation."})
+    eval_dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Problems for the evaluation (default: `dataset_name`); set it when `dataset_name` holds traces "
+            "rather than problems (`method: redi` pairs, `method: sft` completions)."
+        },
+    )
     prompt_column: str = field(
         default="problem",
         metadata={"help": "Column with the question: plain text, or a list of chat messages (used as is)."},
@@ -116,8 +123,48 @@ class ScriptArgs:
         default="score_instruction",
         metadata={"help": "Feedback between attempts in the eval (a `selfcorrect.feedback.FEEDBACK` name)."},
     )
+    max_nonfinite_steps: int = field(
+        default=3,
+        metadata={
+            "help": "Optimizer steps with NaN/inf gradients are skipped with a warning; this many in a row stop the "
+            "run."
+        },
+    )
+    selfcorrect_eval_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Run the self-correction evaluation every N optimizer steps during training and log it as "
+            "`selfcorrect/eval/...` (0: off)."
+        },
+    )
+    eval_verify_samples: int = field(
+        default=0,
+        metadata={
+            "help": "RISE test time: k sampled answers per problem, each verified by the model itself; reports pass@1, "
+            "majority vote and verification-weighted majority vote (0: off)."
+        },
+    )
+    eval_verify_generations: int = field(default=1, metadata={"help": "Self-verifications per sampled answer."})
+    eval_verify_max_new_tokens: int = field(default=256, metadata={"help": "Token cap of each verification."})
+    eval_verify_template: str | None = field(
+        default=None, metadata={"help": "Verification prompt with {question} and {response}; null: the default."}
+    )
 
     def __post_init__(self):
+        if self.max_nonfinite_steps < 1:
+            raise RecipeError(f"`max_nonfinite_steps` must be at least 1; got {self.max_nonfinite_steps}.")
+        if self.selfcorrect_eval_steps < 0:
+            raise RecipeError(
+                f"`selfcorrect_eval_steps` must be >= 0 (0: no evaluation during training); got "
+                f"{self.selfcorrect_eval_steps}."
+            )
+        if self.eval_verify_samples:
+            from .verification import check_eval_verify_fields
+
+            try:
+                check_eval_verify_fields(self)
+            except ValueError as exc:
+                raise RecipeError(str(exc)) from exc
         bad = [k for k in self.eval_pass_k if self.eval_num_samples and not 1 <= k <= self.eval_num_samples]
         if bad:
             raise RecipeError(
@@ -174,6 +221,8 @@ def _matches(value: Any, annotation: Any) -> bool:
         return isinstance(value, str)
     if isinstance(annotation, type) and issubclass(annotation, str):  # str-based enums (e.g. IntervalStrategy)
         return isinstance(value, str)
+    if dataclasses.is_dataclass(annotation):  # nested config objects (e.g. parallelism_config) come as mappings
+        return isinstance(value, dict | annotation)
     return True  # types we do not know how to check are left to the dataclass itself
 
 
@@ -205,6 +254,14 @@ def check_recipe_values(values: dict[str, Any], dataclass_types: tuple[type, ...
             )
 
 
+POSITIVE_FIELDS = (
+    "num_generations",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "steps_per_generation",
+)
+
+
 def _peek(argv: list[str], name: str) -> str | None:
     for i, arg in enumerate(argv):
         if arg == f"--{name}" and i + 1 < len(argv):
@@ -233,15 +290,40 @@ def parse_recipe(argv: list[str] | None = None) -> tuple[ModelConfig, DataArgs, 
     config_path = _peek(argv, "config")
     values = load_recipe_file(config_path) if config_path else {}
     method = _peek(argv, "method") or values.get("method", "grpo")
+    if not isinstance(method, str):
+        raise RecipeError(f"{config_path or 'recipe'}: `method` must be a string; got {method!r}.")
     dataclass_types = recipe_dataclasses(method)
     check_recipe_values(values, dataclass_types, source=str(config_path or "recipe"))
+    for name in POSITIVE_FIELDS:  # TRL divides by these before it checks them
+        value = _peek(argv, name) or values.get(name)
+        if value is not None and str(value).lstrip("-").isdigit() and int(value) < 1:
+            raise RecipeError(f"{config_path or 'recipe'}: `{name}` must be a positive integer; got {value}.")
     parser = TrlParser(dataclass_types)
     try:
         model_args, data_args, script_args, training_args = parser.parse_args_and_config(argv)
     except SystemExit as exc:  # argparse exits on bad command-line values; turn that into an error we can show
         raise RecipeError(f"invalid command-line arguments: {' '.join(argv)}") from exc
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError, LookupError, OSError, ArithmeticError) as exc:
         if isinstance(exc, RecipeError):
             raise
-        raise RecipeError(f"{config_path or 'recipe'}: {exc}") from exc
+        # TRL's and transformers' own checks raise ValueError with a clear message; the other types come from values
+        # they did not expect (e.g. a number where a config object or a file path belongs).
+        kind = "" if isinstance(exc, ValueError) else f"invalid value ({type(exc).__name__}: "
+        raise RecipeError(
+            f"{config_path or 'recipe'}: {kind}{exc}{')' if kind else ''}{_batch_hint(str(exc))}"
+        ) from exc
     return model_args, data_args, script_args, training_args
+
+
+def _batch_hint(message: str) -> str:
+    """How TRL derives the generation batch, for its divisibility errors (the user never set that field)."""
+    if "generation_batch_size" not in message or "num_generations" not in message:
+        return ""
+    import os
+
+    world = os.environ.get("WORLD_SIZE", "1")
+    return (
+        f" The generation batch is `per_device_train_batch_size` x processes ({world} here) x `steps_per_generation` "
+        "(default: `gradient_accumulation_steps`); each group of `num_generations` completions of one prompt must fit "
+        "in it (a group may span processes)."
+    )

@@ -32,8 +32,12 @@ def evaluate_self_correction(
     max_new_tokens: int = 128,
     temperature: float = 0.0,
     batch_size: int = 16,
+    generate: GenerateFn | None = None,
 ) -> dict[str, Any]:
-    """Run K-attempt episodes on every row of `dataset` (columns `prompt`, `solution`) and return the table."""
+    """Run K-attempt episodes on every row of `dataset` (columns `prompt`, `solution`) and return the table.
+
+    `generate` replaces the model's sampling (e.g. a scripted generator in tests); by default `HFGenerate(model)`.
+    """
     if len(dataset) == 0:
         raise ValueError("the evaluation dataset is empty.")
     if attempts < 1:
@@ -45,19 +49,21 @@ def evaluate_self_correction(
         )
         for row in rows
     ]
-    was_training = model.training
-    model.eval()
+    was_training = model is not None and model.training
+    if model is not None:
+        model.eval()
     start = time.perf_counter()
     episodes = run_episodes(
         prompt_ids,
         rows,
-        generate=HFGenerate(model, tokenizer, temperature=temperature, batch_size=batch_size),
+        generate=generate or HFGenerate(model, tokenizer, temperature=temperature, batch_size=batch_size),
         decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
         feedback=get_feedback_provider(feedback),
         turns=ChatTurns(tokenizer),
         spec=EpisodeSpec(max_attempts=attempts, max_attempt_tokens=max_new_tokens, stop_on_correct=False),
     )
-    model.train(was_training)
+    if model is not None:
+        model.train(was_training)
     correct_by_attempt = [[bool(ep.attempt_correct[t]) for ep in episodes] for t in range(attempts)]
     table = attempt_accuracy(correct_by_attempt)
     table["num_problems"] = len(rows)
@@ -161,6 +167,10 @@ def evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[st
                 batch_size=script_args.eval_batch_size,
             )
         )
+    if getattr(script_args, "eval_verify_samples", 0) > 0:  # RISE: verification-weighted majority voting
+        from .verification import evaluate_with_script_args as evaluate_verification
+
+        result["metrics"].update(evaluate_verification(model, tokenizer, dataset, script_args))
     return result
 
 
@@ -182,15 +192,106 @@ def markdown_table(metrics: dict[str, float], title: str = "") -> str:
             "|" + "---|" * (len(passes) + 1),
             "| | " + " | ".join(f"{100 * metrics[k]:.1f}" for k in passes) + " |",
         ]
+    from .verification import markdown_lines as verification_lines
+
+    lines += verification_lines(metrics)
     return "\n".join(lines)
 
 
 def save_results(result: dict[str, Any], out_dir: str | Path, name: str) -> Path:
+    """`name.json` (metrics, samples, config), `name.md` (the table) and `name.png` (the plot) in `out_dir`."""
+    from .plots import save_eval_plot
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2))
     (out_dir / f"{name}.md").write_text(markdown_table(result["metrics"], title=name) + "\n")
+    save_eval_plot({name: result["metrics"]}, out_dir / f"{name}.png", title=name)
     return out_dir / f"{name}.json"
+
+
+def markdown_comparison(named_metrics: dict[str, dict[str, float]]) -> str:
+    """One row per evaluated model (e.g. before / after training), with the columns of `markdown_table`."""
+    lines: list[str] = []
+    pass_lines: list[str] = []
+    for name, metrics in named_metrics.items():
+        table = markdown_table(metrics).split("\n")
+        if not lines:
+            lines = ["| model |" + table[0].split("|", 2)[2], table[1]]
+        lines.append(f"| {name} (n={metrics.get('num_problems', '?')}) |" + table[2].split("|", 2)[2])
+        if len(table) >= 7 and table[4].startswith("| n=") and table[4].split("|", 2)[1].endswith("samples "):
+            if not pass_lines:
+                pass_lines = ["", "| model |" + table[4].split("|", 2)[2], table[5]]
+            pass_lines.append(f"| {name} (n={metrics.get('pass_samples')} samples) |" + table[6].split("|", 2)[2])
+    return "\n".join(lines + pass_lines)
+
+
+def save_comparison(named_metrics: dict[str, dict[str, float]], out_dir: str | Path, name: str) -> str:
+    """The comparison table (`name.md`) and one plot of every model (`name.png`) in `out_dir`; returns the table."""
+    from .plots import save_eval_plot
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = markdown_comparison(named_metrics)
+    (out_dir / f"{name}.md").write_text(table + "\n")
+    save_eval_plot(named_metrics, out_dir / f"{name}.png", title=" vs ".join(named_metrics))
+    return table
+
+
+def load_model_for_eval(model_args):
+    """(model, tokenizer) for `model_name_or_path`: a model, a training checkpoint, or a LoRA adapter folder.
+
+    An adapter folder (`adapter_config.json`, what a `use_peft` run saves) is loaded onto its base model
+    (`base_model_name_or_path` in that file) and merged. Fails with a `ModelLoadError` naming the path when a local
+    checkpoint does not exist (listing the checkpoints next to it), when an adapter does not fit its base model, or when
+    the tokenizer's vocabulary does not fit the model's embeddings.
+    """
+    import dataclasses
+
+    from .models import ModelLoadError, is_embedded, load_model, load_tokenizer
+
+    name = model_args.model_name_or_path
+    path = Path(name).expanduser() if name else None
+    if (
+        path is not None
+        and not is_embedded(name)
+        and not path.exists()
+        and path.parent.is_dir()
+        and path.parent != Path(".")
+    ):
+        nearby = sorted(
+            p.name
+            for p in path.parent.iterdir()
+            if (p / "config.json").is_file() or (p / "adapter_config.json").is_file()
+        )
+        listing = f"model folders there: {', '.join(nearby)}" if nearby else "no model folder there"
+        raise ModelLoadError(f"`model_name_or_path`: the checkpoint {path} does not exist ({listing}).")
+    if path is not None and (path / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        adapter = json.loads((path / "adapter_config.json").read_text())
+        base = adapter.get("base_model_name_or_path")
+        if not base:
+            raise ModelLoadError(
+                f"{path}/adapter_config.json names no `base_model_name_or_path`, so the base model is unknown."
+            )
+        model = load_model(dataclasses.replace(model_args, model_name_or_path=base))
+        try:
+            model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"the LoRA adapter {path} does not match its base model {base}: {first}") from exc
+        tokenizer = load_tokenizer(str(path) if (path / "tokenizer_config.json").is_file() else base)
+    else:
+        tokenizer = load_tokenizer(name)
+        model = load_model(model_args)
+    embeddings = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > embeddings:
+        raise ModelLoadError(
+            f"`model_name_or_path` {name}: the tokenizer has {len(tokenizer)} tokens but the model's embedding table "
+            f"has {embeddings} rows; the checkpoint and the tokenizer come from different models."
+        )
+    return model, tokenizer
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -199,17 +300,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from .configs import parse_recipe
     from .data import load_datasets
-    from .models import load_model, load_tokenizer
 
     model_args, data_args, script_args, training_args = parse_recipe(argv)
     set_seed(training_args.seed)  # sampled evaluation (eval_temperature > 0) is reproducible
     _, test_ds = load_datasets(data_args, train=False, test=True)
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
-    model = load_model(model_args)
+    model, tokenizer = load_model_for_eval(model_args)
     result = evaluate_with_script_args(model, tokenizer, test_ds, script_args)
     path = save_results(result, Path(training_args.output_dir) / "eval", "eval")
     print(markdown_table(result["metrics"], title=str(model_args.model_name_or_path)))
-    print(f"saved {path}")
+    print(f"saved {path} (and .md, .png)")
+    if "wandb" in (training_args.report_to or []):  # the table, its metrics and the plot in a W&B run of its own
+        from .tracking import log_eval_to_wandb
+
+        log_eval_to_wandb(result, None, path.with_suffix(".png"), model_args, data_args, script_args, training_args)
     return result
 
 

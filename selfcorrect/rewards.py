@@ -20,6 +20,7 @@ import functools
 import importlib
 import inspect
 import json
+import math
 import numbers
 import os
 import re
@@ -39,6 +40,7 @@ __all__ = [
     "extract_boxed",
     "format_reward",
     "get_reward_funcs",
+    "outcome_reward",
     "parse_gold",
     "verify_answer",
     "verify_stats",
@@ -338,9 +340,25 @@ def format_reward(completions: list, **kwargs: Any) -> list[float]:
     return [1.0 if (extract_boxed(completion_text(c)) or "").strip() else 0.0 for c in completions]
 
 
+def outcome_reward(completions: list, solution: list[str], **kwargs: Any) -> list[float | None]:
+    """RISE's outcome verifier (Liu et al. 2025): 1.0 boxed and correct, -0.5 boxed but wrong, -1.0 no (or an empty)
+    `\\boxed{}` answer; None if the gold does not parse."""
+    from .algos import outcome_score
+
+    if len(completions) != len(solution):
+        raise ValueError(f"{len(completions)} completions but {len(solution)} solutions.")
+    rewards: list[float | None] = []
+    for completion, gold in zip(completions, solution):
+        answer = (extract_boxed(completion_text(completion)) or "").strip()
+        result = verify_answer(gold, answer)
+        rewards.append(None if result is None else outcome_score(bool(answer), result))
+    return rewards
+
+
 REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {
     "accuracy": accuracy_reward,
     "format": format_reward,
+    "outcome": outcome_reward,
 }
 
 
@@ -456,6 +474,11 @@ class _RewardWrapper:
                 raise RewardFunctionError(
                     f"reward function '{self.__name__}' returned {v!r} ({type(v).__name__}) for sample {i}; "
                     "expected a float, an int or None."
+                )
+            if v is not None and math.isinf(v):  # TRL would turn the whole group's advantages into 0 or NaN
+                raise RewardFunctionError(
+                    f"reward function '{self.__name__}' returned {v} for sample {i}; rewards must be finite "
+                    "(return None for a sample the function cannot score)."
                 )
         return [None if v is None else float(v) for v in values]
 

@@ -11,18 +11,19 @@ the final model to `output_dir`.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 logger = logging.getLogger("selfcorrect")
 
 
-def get_trainer_class(method: str):
-    from trl import GRPOTrainer
+# Offline methods train on fixed traces, not on rewards of fresh samples: their dataset columns besides the prompt.
+OFFLINE_METHODS: dict[str, tuple[str, ...]] = {"redi": ("chosen", "rejected"), "sft": ("completion",)}
 
+
+def get_trainer_class(method: str):
     from .trainers import TRAINERS
 
-    return {"grpo": GRPOTrainer, **TRAINERS}[method]
+    return TRAINERS[method]
 
 
 def run_eval(trainer_or_model, tokenizer, test_ds, script_args, output_dir: str, name: str, accelerator=None):
@@ -36,8 +37,11 @@ def run_eval(trainer_or_model, tokenizer, test_ds, script_args, output_dir: str,
     if accelerator is not None:
         model = accelerator.unwrap_model(model)
     result = evaluate_with_script_args(model, tokenizer, test_ds, script_args)
-    save_results(result, Path(output_dir) / "eval", name)
+    path = save_results(result, Path(output_dir) / "eval", name)
     print(f"\n{markdown_table(result['metrics'], title=name)}\n", flush=True)
+    from .tracking import log_eval
+
+    log_eval(result, name, path.with_suffix(".png"))  # no-op without an active W&B run
     if accelerator is not None:
         accelerator.wait_for_everyone()
     return result
@@ -49,16 +53,26 @@ def main(argv: list[str] | None = None):
 
     from .callbacks import PreemptionCallback
     from .configs import parse_recipe
-    from .data import load_datasets
+    from .data import load_completion_dataset, load_datasets
+    from .guards import NonFiniteGradientGuard, last_complete_checkpoint
+    from .launch_utils import check_launch_matches_recipe
     from .models import load_model, load_tokenizer
     from .rewards import get_reward_funcs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Everything that can fail on bad input is checked before the model is loaded.
     model_args, data_args, script_args, training_args = parse_recipe(argv)
-    reward_funcs = get_reward_funcs(script_args.reward_funcs)
-    need_test = script_args.eval_before_training or script_args.eval_after_training
-    train_ds, test_ds = load_datasets(data_args, train=True, test=need_test)
+    check_launch_matches_recipe(training_args)
+    offline_columns = OFFLINE_METHODS.get(script_args.method)
+    need_test = (
+        script_args.eval_before_training or script_args.eval_after_training or script_args.selfcorrect_eval_steps > 0
+    )
+    if offline_columns:  # SFT / REDI: (prompt, traces) rows; no reward functions
+        train_ds = load_completion_dataset(data_args, offline_columns)
+        _, test_ds = load_datasets(data_args, train=False, test=need_test)
+    else:
+        reward_funcs = get_reward_funcs(script_args.reward_funcs)
+        train_ds, test_ds = load_datasets(data_args, train=True, test=need_test)
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     set_seed(training_args.seed)
 
@@ -66,26 +80,36 @@ def main(argv: list[str] | None = None):
     trainer_cls = get_trainer_class(script_args.method)
     trainer = trainer_cls(
         model=model,
-        reward_funcs=reward_funcs,
+        **({} if offline_columns else {"reward_funcs": reward_funcs}),
         args=training_args,
         train_dataset=train_ds,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
+    if "wandb" in (training_args.report_to or []) and trainer.accelerator.is_main_process:
+        from .tracking import init_wandb_run
+
+        init_wandb_run(model_args, data_args, script_args, training_args, argv)  # TRL's callback reuses this run
+    if script_args.selfcorrect_eval_steps:
+        from .callbacks import SelfCorrectionEvalCallback
+
+        trainer.add_callback(
+            SelfCorrectionEvalCallback(trainer, tokenizer, test_ds, script_args, script_args.selfcorrect_eval_steps)
+        )
+    before = None
     if script_args.eval_before_training:
-        run_eval(
+        before = run_eval(
             trainer.model, tokenizer, test_ds, script_args, training_args.output_dir, "before", trainer.accelerator
         )
 
     checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and os.path.isdir(training_args.output_dir):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        checkpoint = get_last_checkpoint(training_args.output_dir)
+    if checkpoint is None:
+        checkpoint = last_complete_checkpoint(training_args.output_dir)
         if checkpoint:
             logger.info("resuming from %s", checkpoint)
     preemption = PreemptionCallback(trainer.accelerator)
     trainer.add_callback(preemption)
+    trainer.add_callback(NonFiniteGradientGuard(script_args.max_nonfinite_steps, trainer.accelerator))
     trainer.train(resume_from_checkpoint=checkpoint)
     if preemption.stopped_at is not None:
         logger.warning(
@@ -97,9 +121,18 @@ def main(argv: list[str] | None = None):
     trainer.save_model(training_args.output_dir)
 
     if script_args.eval_after_training:
-        run_eval(
+        after = run_eval(
             trainer.model, tokenizer, test_ds, script_args, training_args.output_dir, "after", trainer.accelerator
         )
+        if before is not None and after is not None:  # main process: one table and one plot of both
+            from .evaluate import save_comparison
+
+            table = save_comparison(
+                {"before": before["metrics"], "after": after["metrics"]},
+                Path(training_args.output_dir) / "eval",
+                "before_after",
+            )
+            print(f"\n{table}\n\nsaved {Path(training_args.output_dir) / 'eval' / 'before_after'}.md/.png", flush=True)
     return trainer
 
 

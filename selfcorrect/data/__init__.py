@@ -1,7 +1,7 @@
 """Datasets: the bundled arithmetic generator, local files and hub datasets, mapped to `prompt` / `solution`."""
 
 from .formatting import DEFAULT_ANSWER_FORMAT, DEFAULT_SYSTEM_PROMPT, build_prompt, extract_gold_answer
-from .loading import DataError, load_datasets
+from .loading import DataError, load_completion_dataset, load_datasets
 
 __all__ = [
     "DEFAULT_ANSWER_FORMAT",
@@ -9,5 +9,6 @@ __all__ = [
     "DataError",
     "build_prompt",
     "extract_gold_answer",
+    "load_completion_dataset",
     "load_datasets",
 ]

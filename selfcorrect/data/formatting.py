@@ -39,6 +39,8 @@ def extract_gold_answer(value: Any) -> str:
     """The final answer from a gold column: GSM8K's `... #### 72`, MATH's `... \\boxed{x}`, or the value itself."""
     from ..rewards import extract_boxed
 
+    if value is None:  # a missing gold answer: "" never parses, so the row is counted and dropped, never "None"
+        return ""
     text = str(value).strip()
     if "####" in text:
         return text.rsplit("####", 1)[1].strip().replace(",", "")

@@ -36,11 +36,14 @@ from ..algos import (
     aggregate_token_loss,
     negative_sample_advantages,
     per_attempt_advantages,
+    scale_positive_advantages,
     spread_over_attempts,
 )
 from ..episodes import ChatTurns, Episode, EpisodeSpec, judge_accuracy, max_episode_length, run_episodes
 from ..feedback import FEEDBACK, AttemptOutcome, FeedbackProvider, get_feedback_provider
+from ..guards import check_rewards_scored
 from ..metrics import self_correction_metrics
+from ..verification import add_verifications, check_verification_fields
 
 
 @dataclass
@@ -72,6 +75,28 @@ class MultiAttemptConfig(GRPOConfig):
     negative_weight: float = field(
         default=0.5, metadata={"help": "OREAL eta: weight of the reshaped negative advantage (paper 0.5)."}
     )
+    positive_advantage_scale: float = field(
+        default=1.0,
+        metadata={"help": "R3L positive amplification: positive advantages times this (paper alpha = 3; 1.0: off)."},
+    )
+    verification_solutions: int = field(
+        default=0,
+        metadata={
+            "help": "RISE self-verification (Liu et al. 2025): B_v solutions of each generation batch (spread over "
+            "groups) that the policy verifies in the same update; 0: off. See `selfcorrect.verification`."
+        },
+    )
+    verification_generations: int = field(
+        default=4, metadata={"help": "RISE: verifications sampled per verified solution (n); they form one group."}
+    )
+    verification_max_length: int = field(default=256, metadata={"help": "RISE: token cap of each verification."})
+    verification_template: str | None = field(
+        default=None,
+        metadata={"help": "RISE: verification prompt with {question} and {response}; null: the default rubric."},
+    )
+    verification_attempt: int = field(
+        default=1, metadata={"help": "RISE: which attempt of an episode is verified (1: the first, before revising)."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -90,6 +115,11 @@ class MultiAttemptConfig(GRPOConfig):
             raise ValueError(f"`positive_weight` (W-REINFORCE lambda) must be in [0, 1]; got {self.positive_weight}.")
         if self.negative_weight <= 0:
             raise ValueError(f"`negative_weight` (OREAL eta) must be positive; got {self.negative_weight}.")
+        if self.positive_advantage_scale <= 0:
+            raise ValueError(
+                f"`positive_advantage_scale` must be positive (R3L: 3); got {self.positive_advantage_scale}."
+            )
+        check_verification_fields(self)
 
 
 class MultiAttemptGRPOTrainer(GRPOTrainer):
@@ -216,6 +246,8 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
         if coefficients is not None:
             per_attempt = torch.tensor([coefficients] * len(inputs), device=device)
             output["kl_weights"] = spread_over_attempts(per_attempt, spans, num_tokens)  # (B, T)
+        if self.args.verification_solutions > 0:  # RISE: verification rows of B_v solutions join the batch
+            output = add_verifications(self, inputs, output)
         return output
 
     # --- scoring ---------------------------------------------------------------------------------------------------
@@ -239,6 +271,7 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
             scores[num_made <= k] = float("nan")  # attempt k never made
             per_attempt.append(scores)
         rewards_per_func = torch.stack(per_attempt, dim=1)  # (N, K, F)
+        check_rewards_scored(rewards_per_func[:, 0], [f.__name__ for f in self.reward_funcs])  # every episode made t1
         rewards = self.attempt_rewards(rewards_per_func)  # (N, K)
         if self.args.advantage_mode == "grpo":
             self._attempt_advantages = self.attempt_advantages(rewards, episodes)  # (N, K)
@@ -250,6 +283,8 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
                 positive_weight=self.args.positive_weight,
                 negative_weight=self.args.negative_weight,
             )  # (N, K)
+        scale = self.args.positive_advantage_scale  # R3L positive amplification (1.0: off)
+        self._attempt_advantages = scale_positive_advantages(self._attempt_advantages, scale)  # (N, K)
         self._log_episodes(rewards, episodes)
 
         # TRL logs and baselines these; our advantages replace its advantages afterwards.
