@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .feedback import PLACEHOLDER, AttemptOutcome, FeedbackProvider, IndicativeFeedback, fill_template
+from .feedback import AttemptOutcome, FeedbackProvider, IndicativeFeedback, check_template, fill_template
 
 logger = logging.getLogger("selfcorrect")
 
@@ -102,18 +102,7 @@ def parse_verdict(text: str) -> bool | None:
 
 def check_critique_template(template: str, name: str = "critic_template") -> str:
     """A critique prompt template must contain {question} and {response}; {solution} is optional."""
-    if not isinstance(template, str) or not template.strip():
-        raise ValueError(f"`{name}` must be a non-empty string; got {template!r}.")
-    fields = set(PLACEHOLDER.findall(template))
-    unknown = fields - CRITIQUE_PLACEHOLDERS
-    if unknown:
-        raise ValueError(
-            f"`{name}` uses unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(CRITIQUE_PLACEHOLDERS)}."
-        )
-    missing = {"question", "response"} - fields
-    if missing:
-        raise ValueError(f"`{name}` must contain the placeholder(s) {sorted(missing)}: {template!r}")
-    return template
+    return check_template(template, frozenset({"question", "response"}), name, allowed=CRITIQUE_PLACEHOLDERS)
 
 
 class Critic:

@@ -37,15 +37,21 @@ class FeedbackTemplateError(ValueError):
 PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
 
 
-def check_template(template: str, required: frozenset[str] = frozenset(), name: str = "feedback_template") -> str:
-    """Check a feedback template's `{placeholders}`; other braces (e.g. `\\boxed{}`) are literal text."""
+def check_template(
+    template: str,
+    required: frozenset[str] = frozenset(),
+    name: str = "feedback_template",
+    allowed: frozenset[str] = ALLOWED_PLACEHOLDERS,
+) -> str:
+    """Check a template's `{placeholders}` against `allowed` and `required`; other braces (e.g. `\\boxed{}`) are
+    literal text. Feedback, critique and refinement templates share this convention."""
     if not isinstance(template, str) or not template.strip():
         raise FeedbackTemplateError(f"`{name}` must be a non-empty string; got {template!r}.")
     fields = set(PLACEHOLDER.findall(template))
-    unknown = fields - ALLOWED_PLACEHOLDERS
+    unknown = fields - allowed
     if unknown:
         raise FeedbackTemplateError(
-            f"`{name}` uses unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(ALLOWED_PLACEHOLDERS)}."
+            f"`{name}` uses unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(allowed)}."
         )
     missing = required - fields
     if missing:

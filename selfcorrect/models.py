@@ -92,12 +92,10 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _hub_is_reachable(host: str = "huggingface.co") -> bool:
-    """A DNS lookup only (no request to the hub): without it, transformers retries for ~25 s before failing."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") in ("1", "true", "True"):
-        return False
+def host_resolves(host: str, timeout: float = 3.0) -> bool:
+    """Whether `host` resolves (a DNS lookup, no request): a cheap test for a network route before a slow client."""
     previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(3.0)
+    socket.setdefaulttimeout(timeout)
     try:
         socket.getaddrinfo(host, 443)
         return True
@@ -105,6 +103,13 @@ def _hub_is_reachable(host: str = "huggingface.co") -> bool:
         return False
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def _hub_is_reachable(host: str = "huggingface.co") -> bool:
+    """Checked before any hub download: without it, transformers retries for ~25 s before failing."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") in ("1", "true", "True"):
+        return False
+    return host_resolves(host)
 
 
 def resolve_model_path(name_or_path: str | None, field: str = "model_name_or_path") -> str:

@@ -19,11 +19,12 @@ import dataclasses
 import logging
 import netrc
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from .models import host_resolves
 
 logger = logging.getLogger(__name__)
 
@@ -88,18 +89,6 @@ def _has_credentials(host: str) -> bool:
         return False
 
 
-def _reachable(host: str, timeout: float = 3.0) -> bool:
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
-    try:
-        socket.getaddrinfo(host, 443)
-        return True
-    except OSError:
-        return False
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
 def ensure_wandb_mode() -> str:
     """The W&B mode to use: online only with credentials and a route to the host, else offline with a warning."""
     mode = os.environ.get("WANDB_MODE", "online").lower()
@@ -109,7 +98,7 @@ def ensure_wandb_mode() -> str:
     problem = None
     if not _has_credentials(host):
         problem = f"not logged in to W&B (no WANDB_API_KEY and no netrc entry for {host})"
-    elif not _reachable(host):
+    elif not host_resolves(host):
         problem = f"the W&B host {host} cannot be reached from this machine"
     if problem:
         logger.warning(

@@ -95,7 +95,7 @@ def test_online_mode_without_credentials_falls_back_to_offline(tmp_path, monkeyp
     # credentials but no route to the host: offline too, with the reason
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    monkeypatch.setattr(tracking, "_reachable", lambda host, timeout=3.0: False)
+    monkeypatch.setattr(tracking, "host_resolves", lambda host, timeout=3.0: False)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         assert tracking.ensure_wandb_mode() == "offline"

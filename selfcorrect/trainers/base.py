@@ -331,40 +331,57 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
 
     # --- loss ------------------------------------------------------------------------------------------------------
 
-    def _compute_loss(self, model, inputs):
-        """TRL's loss; with per-attempt KL coefficients, TRL's uniform KL is replaced by the weighted one."""
-        if "kl_weights" not in inputs:
-            return super()._compute_loss(model, inputs)
+    @contextlib.contextmanager
+    def _capturing_policy_logps(self):
+        """Record the (B, T) policy log-probs TRL computes inside `_compute_loss`, for terms added to its loss."""
         captured: dict[str, torch.Tensor] = {}
-        original = self._get_per_token_logps_and_entropies
+        patched_already = "_get_per_token_logps_and_entropies" in self.__dict__  # a subclass capturing too
+        inner = self._get_per_token_logps_and_entropies
 
         def capture(*args, **kwargs):
-            logps, entropies, aux = original(*args, **kwargs)
+            logps, entropies, aux = inner(*args, **kwargs)
             captured["logps"] = logps
             return logps, entropies, aux
 
-        beta = self.beta
-        self.beta, self._get_per_token_logps_and_entropies = 0.0, capture
+        self._get_per_token_logps_and_entropies = capture
         try:
-            loss = super()._compute_loss(model, inputs)
+            yield captured
         finally:
-            self.beta = beta
-            del self._get_per_token_logps_and_entropies
-        logps, ref_logps = captured["logps"], inputs["ref_per_token_logps"]  # (B, T) each
-        per_token_kl = torch.exp(ref_logps - logps) - (ref_logps - logps) - 1  # (B, T), TRL's k3 estimator
-        mask = inputs["completion_mask"] * inputs.get("tool_mask", 1)  # (B, T)
-        mode = "train" if self.model.training else "eval"
-        kl_term = aggregate_token_loss(
-            inputs["kl_weights"] * per_token_kl,
+            if patched_already:
+                self._get_per_token_logps_and_entropies = inner
+            else:
+                del self._get_per_token_logps_and_entropies
+
+    def _reduce_like_trl(self, per_token: torch.Tensor, mask: torch.Tensor, inputs) -> torch.Tensor:
+        """A (B, T) loss term reduced with the normalization TRL's `_compute_loss` gives its policy loss."""
+        training = self.model.training
+        return aggregate_token_loss(
+            per_token,
             mask,
             self.loss_type,
             max_completion_length=self.max_completion_length,
             num_items_in_batch=inputs["num_items_in_batch"],
             num_processes=self.accelerator.num_processes,
-            gradient_accumulation_steps=self.current_gradient_accumulation_steps if mode == "train" else 1,
-            steps_per_generation=self.args.steps_per_generation if mode == "train" else 1,
+            gradient_accumulation_steps=self.current_gradient_accumulation_steps if training else 1,
+            steps_per_generation=self.args.steps_per_generation if training else 1,
         )
+
+    def _compute_loss(self, model, inputs):
+        """TRL's loss; with per-attempt KL coefficients, TRL's uniform KL is replaced by the weighted one."""
+        if "kl_weights" not in inputs:
+            return super()._compute_loss(model, inputs)
+        beta, self.beta = self.beta, 0.0
+        try:
+            with self._capturing_policy_logps() as captured:
+                loss = super()._compute_loss(model, inputs)
+        finally:
+            self.beta = beta
+        logps, ref_logps = captured["logps"], inputs["ref_per_token_logps"]  # (B, T) each
+        per_token_kl = torch.exp(ref_logps - logps) - (ref_logps - logps) - 1  # (B, T), TRL's k3 estimator
+        mask = inputs["completion_mask"] * inputs.get("tool_mask", 1)  # (B, T)
+        kl_term = self._reduce_like_trl(inputs["kl_weights"] * per_token_kl, mask, inputs)
         totals = self.accelerator.reduce(torch.stack([(per_token_kl * mask).sum(), mask.sum().float()]).detach())
+        mode = "train" if self.model.training else "eval"
         self._metrics[mode]["kl"].append((totals[0] / totals[1].clamp(min=1.0)).item())
         return loss + kl_term
 

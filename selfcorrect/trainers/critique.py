@@ -34,7 +34,6 @@ from accelerate.utils import gather_object
 
 from ..algos import (
     REFINE_GROUPS,
-    aggregate_token_loss,
     choose_refinements,
     mixed_group_advantages,
     policy_shaping_loss,
@@ -52,7 +51,7 @@ from ..critics import (
     question_text,
     validate_critic_settings,
 )
-from ..feedback import PLACEHOLDER, fill_template
+from ..feedback import check_template, fill_template
 from ..rewards import extract_boxed
 from .base import MultiAttemptConfig, MultiAttemptGRPOTrainer
 
@@ -71,17 +70,8 @@ REFINEMENT_PLACEHOLDERS = frozenset({"question", "response", "critique"})
 
 
 def check_refinement_template(template: str) -> str:
-    if not isinstance(template, str) or not template.strip():
-        raise ValueError(f"`refinement_template` must be a non-empty string; got {template!r}.")
-    fields = set(PLACEHOLDER.findall(template))
-    unknown = fields - REFINEMENT_PLACEHOLDERS
-    missing = REFINEMENT_PLACEHOLDERS - fields
-    if unknown or missing:
-        raise ValueError(
-            f"`refinement_template` must contain exactly the placeholders {{question}}, {{response}} and {{critique}}"
-            f" (missing: {sorted(missing)}, unknown: {sorted(unknown)}); other braces such as \\boxed{{}} are literal."
-        )
-    return template
+    """The refinement prompt needs {question}, {response} and {critique}; other braces (\\boxed{}) are literal."""
+    return check_template(template, REFINEMENT_PLACEHOLDERS, "refinement_template", allowed=REFINEMENT_PLACEHOLDERS)
 
 
 @dataclass
@@ -395,34 +385,14 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
         if advantages.dim() == 1:
             advantages = advantages.unsqueeze(1).expand_as(inputs["completion_ids"])
         trl_inputs = {**inputs, "advantages": advantages.masked_fill(refine.unsqueeze(1), 0.0)}
-        captured: dict[str, torch.Tensor] = {}
-        original = self._get_per_token_logps_and_entropies
-
-        def capture(*args, **kwargs):
-            logps, entropies, aux = original(*args, **kwargs)
-            captured["logps"] = logps
-            return logps, entropies, aux
-
-        self._get_per_token_logps_and_entropies = capture
-        try:
+        with self._capturing_policy_logps() as captured:
             loss = super()._compute_loss(model, trl_inputs)
-        finally:
-            self.__dict__.pop("_get_per_token_logps_and_entropies", None)
         logps = captured["logps"]  # (B, T) current policy, refinement tokens under the original prompt
         mask = inputs["completion_mask"] * inputs.get("tool_mask", 1)  # (B, T) the loss mask TRL used
         rows = refine.unsqueeze(1).to(logps.dtype)  # (B, 1)
         shaping = policy_shaping_loss(logps, advantages, self.args.shaping_gamma) * rows  # (B, T)
+        shaping_term = self._reduce_like_trl(shaping, mask, inputs)
         mode = "train" if self.model.training else "eval"
-        shaping_term = aggregate_token_loss(
-            shaping,
-            mask,
-            self.loss_type,
-            max_completion_length=self.max_completion_length,
-            num_items_in_batch=inputs["num_items_in_batch"],
-            num_processes=self.accelerator.num_processes,
-            gradient_accumulation_steps=self.current_gradient_accumulation_steps if mode == "train" else 1,
-            steps_per_generation=self.args.steps_per_generation if mode == "train" else 1,
-        )
         with torch.no_grad():
             rho = policy_shaping_weight(logps, self.args.shaping_gamma)  # (B, T)
             weight = mask * rows  # (B, T) refinement tokens
