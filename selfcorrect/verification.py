@@ -23,7 +23,6 @@ import contextlib
 import logging
 import math
 import re
-import string
 from collections import defaultdict, deque
 from typing import Any
 
@@ -38,19 +37,22 @@ from .algos import (
     verification_rewards,
     weighted_vote,
 )
+from .feedback import check_template as check_template_slots
+from .feedback import fill_template
 from .rewards import completion_text, extract_boxed, verify_answer
 
 logger = logging.getLogger(__name__)
 
-# The rubric is the outcome verifier's, stated exactly; {question} and {response} are filled in (braces doubled).
+# The rubric is the outcome verifier's, stated exactly; {question} and {response} are filled in, other braces are
+# literal (the convention of every template in selfcorrect, see `selfcorrect.feedback.check_template`).
 DEFAULT_VERIFICATION_TEMPLATE = (
     "Below are a math question and a response to it. Rate the response with exactly one of three scores:\n"
-    "- 1 if the response gives a final answer inside \\boxed{{}} and that answer is correct;\n"
-    "- -0.5 if the response gives a final answer inside \\boxed{{}} but that answer is wrong;\n"
-    "- -1 if the response gives no final answer inside \\boxed{{}}.\n\n"
+    "- 1 if the response gives a final answer inside \\boxed{} and that answer is correct;\n"
+    "- -0.5 if the response gives a final answer inside \\boxed{} but that answer is wrong;\n"
+    "- -1 if the response gives no final answer inside \\boxed{}.\n\n"
     "### Question\n{question}\n\n"
     "### Response\n{response}\n\n"
-    "Check the response step by step, then write your rating (1, -0.5 or -1) inside \\boxed{{}}."
+    "Check the response step by step, then write your rating (1, -0.5 or -1) inside \\boxed{}."
 )
 TEMPLATE_FIELDS = ("question", "response")
 
@@ -59,28 +61,16 @@ def check_template(template: str | None, field_name: str = "verification_templat
     """The template to use (None: the default); raises ValueError naming `field_name` if a slot is missing or unknown,
     or if the template never asks for a boxed rating."""
     template = DEFAULT_VERIFICATION_TEMPLATE if template is None else template
-    try:
-        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as exc:
-        raise ValueError(
-            f"`{field_name}` is not a valid format string ({exc}); write literal braces as {{{{ }}}}."
-        ) from exc
-    missing = [f"{{{name}}}" for name in TEMPLATE_FIELDS if name not in names]
-    unknown = sorted(f"{{{name}}}" for name in names - set(TEMPLATE_FIELDS))
-    if missing or unknown:
-        raise ValueError(
-            f"`{field_name}` must contain the placeholders {{question}} and {{response}} and no others; "
-            + (f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}")
-            + " (write literal braces as {{ }})."
-        )
-    if "\\boxed" not in template.format(question="", response=""):
+    slots = frozenset(TEMPLATE_FIELDS)
+    check_template_slots(template, slots, field_name, allowed=slots)
+    if "\\boxed" not in template:
         raise ValueError(f"`{field_name}` must ask for the rating inside \\boxed{{}} (RISE's rubric).")
     return template
 
 
 def verification_messages(question: str, response: str, template: str) -> list[dict[str, str]]:
     """The verification prompt as a one-turn conversation."""
-    return [{"role": "user", "content": template.format(question=question, response=response)}]
+    return [{"role": "user", "content": fill_template(template, question=question, response=response)}]
 
 
 def question_text(prompt: Any) -> str:

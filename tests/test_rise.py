@@ -95,10 +95,10 @@ def test_template_states_the_rubric_and_bad_templates_fail():
     assert prompt[0]["role"] == "user" and "What is 2 + 2?" in text and "It is \\boxed{5}." in text
     for rule in ("- 1 if", "- -0.5 if", "- -1 if", "\\boxed{}"):
         assert rule in text
-    with pytest.raises(ValueError, match=r"verification_template.*missing \{response\}"):
+    with pytest.raises(ValueError, match=r"verification_template.*must contain the placeholder\(s\) \['response'\]"):
         check_template("Rate {question} in \\boxed{}.")
-    with pytest.raises(ValueError, match=r"unknown \{answer\}"):
-        check_template("{question} {response} {answer} \\boxed{{}}")
+    with pytest.raises(ValueError, match=r"unknown placeholder\(s\) \['answer'\]"):
+        check_template("{question} {response} {answer} \\boxed{}")
     with pytest.raises(ValueError, match="boxed"):
         check_template("Is {response} a right answer to {question}?")
 
@@ -109,7 +109,7 @@ def test_template_states_the_rubric_and_bad_templates_fail():
         (dict(verification_solutions=9), r"verification_solutions.*B_v = 9.*larger than the generation batch \(8"),
         (dict(verification_solutions=4, steps_per_generation=8, verification_generations=1), "steps_per_generation"),
         (dict(verification_solutions=0), "RISE needs `verification_solutions`"),
-        (dict(verification_template="Rate {response}: \\boxed{{}}"), r"missing \{question\}"),
+        (dict(verification_template="Rate {response}: \\boxed{}"), r"placeholder\(s\) \['question'\]"),
         (dict(verification_attempt=2), r"verification_attempt.*1\.\.max_attempts \(1\)"),
         (dict(verification_max_length=64), r"verification_max_length.*max_completion_length"),
         (dict(eval_verify_samples=4, eval_sample_temperature=0.0), "eval_sample_temperature"),
