@@ -43,6 +43,43 @@ def per_attempt_advantages(attempt_rewards: torch.Tensor, group_size: int, scale
     return torch.stack(columns, dim=1)  # (N, K)
 
 
+def joint_attempt_advantages(attempt_rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+    """Each attempt's rewards minus their group mean, all attempts of a group divided by ONE std: (N, K) -> (N, K).
+
+    The std is taken over every (episode, attempt) of the group after centering, so the attempts keep their relative
+    scale (a shaped last attempt with alpha = 10 still outweighs the first), unlike `per_attempt_advantages` with std
+    scaling, which gives every attempt unit spread. NaN (attempts never made) are left out and get 0.
+    """
+    centered = per_attempt_advantages(attempt_rewards, group_size, scale="none")  # (N, K), NaN -> 0
+    valid = ~torch.isnan(attempt_rewards)  # (N, K)
+    grouped = torch.where(valid, centered, 0.0).view(-1, group_size * attempt_rewards.size(1))  # (N/G, G*K)
+    count = valid.view(-1, group_size * attempt_rewards.size(1)).sum(dim=1, keepdim=True)  # (N/G, 1)
+    std = (grouped.pow(2).sum(dim=1, keepdim=True) / (count - 1).clamp(min=1)).sqrt()  # (N/G, 1)
+    scaled = grouped / (std + eps)  # (N/G, G*K)
+    return scaled.view_as(attempt_rewards)  # (N, K)
+
+
+ATTEMPT_SCALINGS = ("mean", "joint", "per_attempt")
+
+
+def scaled_attempt_advantages(
+    attempt_rewards: torch.Tensor, group_size: int, scaling: str, scale_rewards: str = "group"
+) -> torch.Tensor:
+    """Group-relative advantages of every attempt, (N, K) -> (N, K), with one of three scalings:
+
+    - "mean": reward minus the group mean of the same attempt, no division (keeps shaped rewards' scale);
+    - "joint": the same, divided by one std over all attempts of the group (`joint_attempt_advantages`);
+    - "per_attempt": each attempt normalized on its own with TRL's `scale_rewards` (group / batch / none).
+    """
+    if scaling == "mean":
+        return per_attempt_advantages(attempt_rewards, group_size, scale="none")
+    if scaling == "joint":
+        return joint_attempt_advantages(attempt_rewards, group_size)
+    if scaling == "per_attempt":
+        return per_attempt_advantages(attempt_rewards, group_size, scale_rewards)
+    raise ValueError(f"attempt scaling must be one of {ATTEMPT_SCALINGS}; got {scaling!r}.")
+
+
 # --- SCoRe (Kumar et al. 2024) -----------------------------------------------------------------------------------------
 
 
@@ -61,25 +98,31 @@ def score_advantages(
     group_size: int,
     stage: int,
     alpha: float = 10.0,
-    scale: str = "group",
+    scaling: str = "mean",
     stage1_credit_earlier_attempts: bool = True,
+    scale_rewards: str = "group",
 ) -> torch.Tensor:
     """Per-attempt advantages for SCoRe: (N, K) rewards -> (N, K) advantages.
 
-    Stage I: only the last attempt's reward drives the update. Its group-normalized advantage is given to the last
+    Stage I: only the last attempt's reward drives the update. Its group-relative advantage is given to the last
     attempt and, if `stage1_credit_earlier_attempts` (the REINFORCE gradient of E[r(y_K)] over the whole episode), to the
     earlier attempts too, which the strong KL keeps near the base model; otherwise earlier attempts get 0.
     Stage II: instantaneous per-attempt credit (gamma = 0) with the shaped rewards of `score_shaped_rewards`.
+    `scaling` (see `scaled_attempt_advantages`): "mean" (default) keeps the shaped reward's scale, as the paper's
+    objective does, so alpha makes the last attempt's flip credit dominate; "per_attempt" divides each attempt by its
+    own std, which normalizes alpha away (G = 4, alpha = 10, (r1, r2) = (0,1), (0,0), (1,1), (1,0): turn-2 advantages
+    +-10.5 / +-0.5 with "mean", +-1.22 with "per_attempt").
     """
     if stage == 1:
-        last = group_normalize(attempt_rewards[:, -1], group_size, scale)  # (N,)
+        last = scaled_attempt_advantages(attempt_rewards[:, -1:], group_size, scaling, scale_rewards)[:, 0]  # (N,)
         advantages = torch.zeros_like(attempt_rewards)
         advantages[:, -1] = last
         if stage1_credit_earlier_attempts:
             advantages[:, :-1] = last.unsqueeze(1)
         return advantages
     if stage == 2:
-        return per_attempt_advantages(score_shaped_rewards(attempt_rewards, alpha), group_size, scale)
+        shaped = score_shaped_rewards(attempt_rewards, alpha)  # (N, K)
+        return scaled_attempt_advantages(shaped, group_size, scaling, scale_rewards)
     raise ValueError(f"SCoRe stage must be 1 or 2; got {stage}.")
 
 

@@ -111,7 +111,13 @@ class ScriptArgs:
         default=False, metadata={"help": "Run the self-correction evaluation after training."}
     )
     eval_attempts: int = field(default=2, metadata={"help": "Attempts per problem in the self-correction eval."})
-    eval_max_new_tokens: int = field(default=128, metadata={"help": "Token cap of each attempt in the eval."})
+    eval_max_new_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Token cap of each attempt in the eval (null: the recipe's `max_attempt_length`, or "
+            "`max_completion_length` for single-attempt methods, so evaluation never cuts what training allows)."
+        },
+    )
     eval_temperature: float = field(default=0.0, metadata={"help": "0 for greedy evaluation (the papers' protocol)."})
     eval_batch_size: int = field(default=16, metadata={"help": "Prompts per generation batch in the eval."})
     eval_num_samples: int = field(
@@ -119,9 +125,32 @@ class ScriptArgs:
     )
     eval_pass_k: list[int] = field(default_factory=lambda: [1, 4, 16], metadata={"help": "k values of pass@k."})
     eval_sample_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature for pass@k."})
-    eval_feedback: str = field(
-        default="score_instruction",
-        metadata={"help": "Feedback between attempts in the eval (a `selfcorrect.feedback.FEEDBACK` name)."},
+    eval_feedback: str | None = field(
+        default=None,
+        metadata={
+            "help": "Feedback between attempts in the eval (a `selfcorrect.feedback.FEEDBACK` name; null: the recipe's "
+            "training `feedback`, or `score_instruction` for single-attempt methods)."
+        },
+    )
+    eval_feedback_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text of the eval's feedback turn (null: the training `feedback_template` when the eval uses the "
+            "training feedback, else the provider's default)."
+        },
+    )
+    eval_stop_on_correct: bool | None = field(
+        default=None,
+        metadata={
+            "help": "End an eval episode at its first correct answer (null: the training `stop_on_correct` when the "
+            "eval uses the training feedback, else false). Stop-on-correct evals report succ@k."
+        },
+    )
+    eval_chat_template_kwargs: dict | None = field(
+        default=None,
+        metadata={
+            "help": "Extra chat-template arguments of the eval's prompts (null: the recipe's chat_template_kwargs)."
+        },
     )
     max_nonfinite_steps: int = field(
         default=3,
@@ -312,7 +341,45 @@ def parse_recipe(argv: list[str] | None = None) -> tuple[ModelConfig, DataArgs, 
         raise RecipeError(
             f"{config_path or 'recipe'}: {kind}{exc}{')' if kind else ''}{_batch_hint(str(exc))}"
         ) from exc
+    try:
+        resolve_eval_settings(script_args, training_args)
+    except ValueError as exc:
+        raise RecipeError(f"{config_path or 'recipe'}: {exc}") from exc
     return model_args, data_args, script_args, training_args
+
+
+def resolve_eval_settings(script_args: ScriptArgs, training_args: Any) -> ScriptArgs:
+    """Fill the eval fields left null from the training config, so evaluation builds the contexts training builds.
+
+    - `eval_max_new_tokens`: `max_attempt_length` (multi-attempt methods) or `max_completion_length`;
+    - `eval_feedback`: the training `feedback` (single-attempt methods: `score_instruction`);
+    - `eval_feedback_template`, `eval_stop_on_correct`: the training values when the eval uses the training feedback;
+    - `eval_chat_template_kwargs`: the training `chat_template_kwargs`.
+    """
+    from .feedback import get_feedback_provider
+
+    train_feedback = getattr(training_args, "feedback", None)
+    if script_args.eval_max_new_tokens is None:
+        cap = getattr(training_args, "max_attempt_length", None) or getattr(
+            training_args, "max_completion_length", None
+        )
+        script_args.eval_max_new_tokens = int(cap or 128)
+    if script_args.eval_max_new_tokens < 1:
+        raise ValueError(f"`eval_max_new_tokens` must be positive; got {script_args.eval_max_new_tokens}.")
+    if script_args.eval_feedback is None:
+        script_args.eval_feedback = train_feedback or "score_instruction"
+    same_feedback = script_args.eval_feedback == train_feedback
+    if script_args.eval_feedback_template is None and same_feedback:
+        script_args.eval_feedback_template = getattr(training_args, "feedback_template", None)
+    if script_args.eval_stop_on_correct is None:
+        script_args.eval_stop_on_correct = bool(same_feedback and getattr(training_args, "stop_on_correct", False))
+    if script_args.eval_chat_template_kwargs is None:
+        script_args.eval_chat_template_kwargs = dict(getattr(training_args, "chat_template_kwargs", None) or {})
+    try:  # an unknown provider or a bad template fails here, not after the model has loaded
+        get_feedback_provider(script_args.eval_feedback, script_args.eval_feedback_template)
+    except ValueError as exc:
+        raise ValueError(f"`eval_feedback` / `eval_feedback_template`: {exc}") from exc
+    return script_args
 
 
 def _batch_hint(message: str) -> str:

@@ -20,6 +20,15 @@ from .feedback import AttemptOutcome, FeedbackProvider
 from .rewards import extract_boxed, verify_answer
 
 
+def eos_ids(tokenizer, extra: Sequence[int] | int | None = None) -> list[int]:
+    """The tokenizer's EOS id followed by the other ids of `extra` (a generation config's `eos_token_id`)."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    for tok in [extra] if isinstance(extra, int) else list(extra or []):
+        if tok is not None and tok not in ids:
+            ids.append(int(tok))
+    return ids
+
+
 class GenerateFn(Protocol):
     """Sample one continuation per context; returns (token ids, per-token sampling log-probs or None)."""
 
@@ -65,11 +74,15 @@ class ChatTurns:
         chat_template: str | None = None,
         chat_template_kwargs: dict | None = None,
         multi_turn: bool = True,
+        eos_token_ids: Sequence[int] | int | None = None,
     ):
         self.tokenizer = tokenizer
         self.chat_template = chat_template
         self.kwargs = chat_template_kwargs or {}
-        self.eos_token_id = tokenizer.eos_token_id
+        self.eos_token_id = tokenizer.eos_token_id  # what we append after an attempt cut off by the cap
+        # Every id that ends an attempt: the tokenizer's EOS and the generation config's list (Qwen2.5-Instruct stops at
+        # <|im_end|> and <|endoftext|>), as `generate` and TRL do.
+        self.eos_token_ids = frozenset(eos_ids(tokenizer, eos_token_ids))
         self._cache: dict[str, list[int]] = {}
         if not multi_turn:  # single-attempt episodes never splice a feedback turn
             return
@@ -79,6 +92,16 @@ class ChatTurns:
                 "use an instruct model or set `chat_template_path`."
             )
         self.feedback_ids("Please try again.")  # fail at construction if the template cannot express the turns
+
+    def ends_attempt(self, ids: Sequence[int]) -> bool:
+        """True when a sampled attempt stopped by itself (its last token is an EOS id), False when the cap cut it."""
+        return bool(ids) and ids[-1] in self.eos_token_ids
+
+    def prompt_ids(self, messages: list[dict] | str) -> list[int]:
+        """A prompt's ids as training renders them (TRL's `_tokenize_prompts`: the same template and kwargs)."""
+        if isinstance(messages, str):
+            return list(self.tokenizer(messages, add_special_tokens=False)["input_ids"])
+        return self._render(messages, add_generation_prompt=True)
 
     def _render(self, messages: list[dict], add_generation_prompt: bool) -> list[int]:
         ids = self.tokenizer.apply_chat_template(
@@ -99,7 +122,7 @@ class ChatTurns:
         prefix = self._render(history, add_generation_prompt=False)
         full = self._render(history + [{"role": "user", "content": text}], add_generation_prompt=True)
         # Cut the prefix right after its last end-of-turn token: that is where a sampled attempt stops.
-        eos_positions = [i for i, tok in enumerate(prefix) if tok == self.eos_token_id]
+        eos_positions = [i for i, tok in enumerate(prefix) if tok in self.eos_token_ids]
         if eos_positions:
             prefix = prefix[: eos_positions[-1] + 1]
         if full[: len(prefix)] != prefix or len(full) == len(prefix):
@@ -150,7 +173,7 @@ def run_episodes(
         still_active = []
         for j, i in enumerate(active):
             episode, ids = episodes[i], list(samples[j])
-            truncated = not ids or ids[-1] != turns.eos_token_id
+            truncated = not turns.ends_attempt(ids)
             start = len(episode.completion_ids)
             episode.completion_ids += ids
             episode.env_mask += [1] * len(ids)
@@ -203,7 +226,7 @@ class HFGenerate:
 
         outputs: list[list[int]] = []
         pad_id = self.tokenizer.pad_token_id
-        eos_id = self.tokenizer.eos_token_id
+        stop_ids = eos_ids(self.tokenizer, getattr(self.model.generation_config, "eos_token_id", None))
         device = next(self.model.parameters()).device
         for start in range(0, len(contexts), self.batch_size):
             batch = contexts[start : start + self.batch_size]
@@ -217,9 +240,10 @@ class HFGenerate:
                     attention_mask=attention_mask,
                     max_new_tokens=max_new_tokens,
                     pad_token_id=pad_id,
-                    eos_token_id=eos_id,
+                    eos_token_id=stop_ids,
                     **(sampling if self.temperature > 0 else dict(do_sample=False)),
                 )[:, width:]  # (b, new)
             for row in generated.tolist():
-                outputs.append(row[: row.index(eos_id) + 1] if eos_id in row else row)
+                stop = next((i for i, tok in enumerate(row) if tok in stop_ids), None)
+                outputs.append(row if stop is None else row[: stop + 1])
         return outputs, None

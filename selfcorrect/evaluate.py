@@ -33,9 +33,17 @@ def evaluate_self_correction(
     temperature: float = 0.0,
     batch_size: int = 16,
     generate: GenerateFn | None = None,
+    feedback_template: str | None = None,
+    stop_on_correct: bool = False,
+    chat_template_kwargs: dict | None = None,
 ) -> dict[str, Any]:
     """Run K-attempt episodes on every row of `dataset` (columns `prompt`, `solution`) and return the table.
 
+    Contexts are built as in training: the same chat-template kwargs for the prompt, the same feedback provider and
+    template between attempts, every EOS id of the model's generation config ending an attempt.
+    An episode that ends early (a stop-on-correct feedback such as UFO's unary message, or `stop_on_correct`) keeps its
+    last outcome for the attempts it did not make, as the training metrics do: acc@tk is then success within k turns.
+    `succ_tk` (right at any of the first k attempts) is reported for every k, `attempts_mean` is the turns used.
     `generate` replaces the model's sampling (e.g. a scripted generator in tests); by default `HFGenerate(model)`.
     """
     if len(dataset) == 0:
@@ -43,12 +51,14 @@ def evaluate_self_correction(
     if attempts < 1:
         raise ValueError(f"`eval_attempts` must be at least 1; got {attempts}.")
     rows = [dict(row) for row in dataset]
-    prompt_ids = [
-        list(
-            tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
-        )
-        for row in rows
-    ]
+    generation_config = getattr(model, "generation_config", None)
+    turns = ChatTurns(
+        tokenizer,
+        chat_template_kwargs=chat_template_kwargs,
+        multi_turn=attempts > 1,
+        eos_token_ids=getattr(generation_config, "eos_token_id", None),
+    )
+    prompt_ids = [turns.prompt_ids(row["prompt"]) for row in rows]
     was_training = model is not None and model.training
     if model is not None:
         model.eval()
@@ -58,14 +68,28 @@ def evaluate_self_correction(
         rows,
         generate=generate or HFGenerate(model, tokenizer, temperature=temperature, batch_size=batch_size),
         decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
-        feedback=get_feedback_provider(feedback),
-        turns=ChatTurns(tokenizer),
-        spec=EpisodeSpec(max_attempts=attempts, max_attempt_tokens=max_new_tokens, stop_on_correct=False),
+        feedback=get_feedback_provider(feedback, feedback_template),
+        turns=turns,
+        spec=EpisodeSpec(max_attempts=attempts, max_attempt_tokens=max_new_tokens, stop_on_correct=stop_on_correct),
     )
     if model is not None:
         model.train(was_training)
-    correct_by_attempt = [[bool(ep.attempt_correct[t]) for ep in episodes] for t in range(attempts)]
+    # An attempt never made (the episode stopped) carries the last attempt's outcome forward.
+    correct_by_attempt = [
+        [bool(ep.attempt_correct[min(t, ep.num_attempts - 1)]) for ep in episodes] for t in range(attempts)
+    ]
     table = attempt_accuracy(correct_by_attempt)
+    for k in range(1, attempts + 1):
+        table[f"succ_t{k}"] = sum(any(ep.attempt_correct[:k]) for ep in episodes) / len(episodes)
+    table["attempts_mean"] = sum(ep.num_attempts for ep in episodes) / len(episodes)
+    # 1.0 when the feedback ends an episode at its first correct answer (UFO): the table then shows succ@k
+    table["stops_on_correct"] = float(stop_on_correct or feedback == "unary")
+    table["stopped_early"] = sum(ep.num_attempts < attempts for ep in episodes) / len(episodes)
+    if attempts > 1:  # how often a later attempt repeats the previous answer (SCoRe's collapse mode)
+        pairs = [
+            (ep.attempt_answers[t - 1], ep.attempt_answers[t]) for ep in episodes for t in range(1, ep.num_attempts)
+        ]
+        table["repeat_answer_frac"] = sum(a == b for a, b in pairs) / len(pairs) if pairs else 0.0
     table["num_problems"] = len(rows)
     table["truncated_t1"] = sum(ep.attempt_truncated[0] for ep in episodes) / len(episodes)
     table["boxed_t1"] = sum(bool(ep.attempt_answers[0]) for ep in episodes) / len(episodes)
@@ -85,20 +109,15 @@ def evaluate_self_correction(
         }
         for row, ep in zip(rows, episodes)
     ]
-    return {
-        "metrics": table,
-        "samples": samples,
-        "config": dict(attempts=attempts, feedback=feedback, max_new_tokens=max_new_tokens, temperature=temperature),
-    }
-
-
-def _render_prompts(tokenizer, rows: list[dict]) -> list[list[int]]:
-    return [
-        list(
-            tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
-        )
-        for row in rows
-    ]
+    config = dict(
+        attempts=attempts,
+        feedback=feedback,
+        feedback_template=feedback_template,
+        stop_on_correct=stop_on_correct,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+    )
+    return {"metrics": table, "samples": samples, "config": config}
 
 
 def evaluate_pass_at_k(
@@ -111,6 +130,7 @@ def evaluate_pass_at_k(
     max_new_tokens: int = 128,
     batch_size: int = 16,
     generate: GenerateFn | None = None,
+    chat_template_kwargs: dict | None = None,
 ) -> dict[str, float]:
     """pass@k for each k from `num_samples` sampled answers per problem (unbiased estimator, Chen et al. 2021)."""
     bad = [k for k in ks if not 1 <= k <= num_samples]
@@ -119,7 +139,14 @@ def evaluate_pass_at_k(
     if temperature <= 0:
         raise ValueError(f"pass@k needs sampling: `eval_sample_temperature` must be > 0; got {temperature}.")
     rows = [dict(row) for row in dataset]
-    contexts = [ids for ids in _render_prompts(tokenizer, rows) for _ in range(num_samples)]
+    generation_config = getattr(model, "generation_config", None)
+    turns = ChatTurns(
+        tokenizer,
+        chat_template_kwargs=chat_template_kwargs,
+        multi_turn=False,
+        eos_token_ids=getattr(generation_config, "eos_token_id", None),
+    )
+    contexts = [turns.prompt_ids(row["prompt"]) for row in rows for _ in range(num_samples)]
     generate = generate or HFGenerate(model, tokenizer, temperature=temperature, batch_size=batch_size)
     if model is not None:
         model.eval()
@@ -130,7 +157,7 @@ def evaluate_pass_at_k(
         generate,
         decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
         feedback=get_feedback_provider("unary"),  # never used with a single attempt
-        turns=ChatTurns(tokenizer, multi_turn=False),
+        turns=turns,
         spec=EpisodeSpec(max_attempts=1, max_attempt_tokens=max_new_tokens),
     )
     correct_counts = [
@@ -143,7 +170,14 @@ def evaluate_pass_at_k(
 
 
 def evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[str, Any]:
-    """`evaluate_self_correction`, plus pass@k when `eval_num_samples` > 0, with the recipe's `eval_*` fields."""
+    """`evaluate_self_correction`, plus pass@k when `eval_num_samples` > 0, with the recipe's `eval_*` fields.
+
+    Eval fields left null are filled from the training config (`configs.resolve_eval_settings`) when the recipe is
+    parsed; filled here with their stand-alone defaults for script args built by hand.
+    """
+    from .configs import resolve_eval_settings
+
+    resolve_eval_settings(script_args, None)
     result = evaluate_self_correction(
         model,
         tokenizer,
@@ -153,6 +187,9 @@ def evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[st
         max_new_tokens=script_args.eval_max_new_tokens,
         temperature=script_args.eval_temperature,
         batch_size=script_args.eval_batch_size,
+        feedback_template=script_args.eval_feedback_template,
+        stop_on_correct=script_args.eval_stop_on_correct,
+        chat_template_kwargs=script_args.eval_chat_template_kwargs,
     )
     if script_args.eval_num_samples > 0:
         result["metrics"].update(
@@ -165,6 +202,7 @@ def evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[st
                 temperature=script_args.eval_sample_temperature,
                 max_new_tokens=script_args.eval_max_new_tokens,
                 batch_size=script_args.eval_batch_size,
+                chat_template_kwargs=script_args.eval_chat_template_kwargs,
             )
         )
     if getattr(script_args, "eval_verify_samples", 0) > 0:  # RISE: verification-weighted majority voting
@@ -174,15 +212,23 @@ def evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[st
     return result
 
 
+def _cell(head: str, value: float) -> str:
+    if head == "turns":
+        return f"{value:.2f}"
+    return f"{100 * value:+.1f}" if "Δ" in head or "−" in head else f"{100 * value:.1f}"
+
+
 def markdown_table(metrics: dict[str, float], title: str = "") -> str:
-    attempts = sorted(k for k in metrics if k.startswith("acc_t") and k[5:].isdigit())
+    attempts = sorted((k for k in metrics if k.startswith("acc_t") and k[5:].isdigit()), key=lambda k: int(k[5:]))
     heads = [f"acc@t{k[5:]}" for k in attempts] + ["Δ(t1,tK)", "Δ i→c", "Δ c→i"]
     values = [metrics[k] for k in attempts] + [metrics["delta"], metrics["delta_i2c"], metrics["delta_c2i"]]
+    if metrics.get("stops_on_correct") and len(attempts) > 1:  # UFO's table: success within K turns, turns used
+        last = attempts[-1][5:]
+        heads += [f"succ@{last} − acc@1", "turns"]
+        values += [metrics[f"succ_t{last}"] - metrics["acc_t1"], metrics["attempts_mean"]]
     lines = [f"| {title or 'model'} | " + " | ".join(heads) + " |", "|" + "---|" * (len(heads) + 1)]
     lines.append(
-        f"| n={metrics.get('num_problems', '?')} | "
-        + " | ".join(f"{100 * v:+.1f}" if "Δ" in h else f"{100 * v:.1f}" for h, v in zip(heads, values))
-        + " |"
+        f"| n={metrics.get('num_problems', '?')} | " + " | ".join(_cell(h, v) for h, v in zip(heads, values)) + " |"
     )
     passes = sorted((k for k in metrics if k.startswith("pass@")), key=lambda k: int(k[5:]))
     if passes:

@@ -122,8 +122,11 @@ def check_verification_fields(args) -> None:
     if b_v == 0:
         return
     check_template(args.verification_template)
-    if n < 1:
-        raise ValueError(f"`verification_generations` (n) must be at least 1; got {n}.")
+    if n < 2:
+        raise ValueError(
+            f"`verification_generations` (n) must be at least 2: the n verifications of one solution form its group, "
+            f"and a group of one has advantage 0, so nothing would be learned; got {n}."
+        )
     if args.verification_max_length < 1:
         raise ValueError(f"`verification_max_length` must be positive; got {args.verification_max_length}.")
     if args.max_completion_length is not None and args.verification_max_length > args.max_completion_length:

@@ -58,7 +58,7 @@ def test_score_shaping_bonus():
 def test_score_stage2_advantages_per_attempt_hand_worked():
     # one group of 4 episodes, rewards (r1, r2)
     r = torch.tensor([[0.0, 1.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]])
-    adv = score_advantages(r, group_size=4, stage=2, alpha=10.0, scale="none")
+    adv = score_advantages(r, group_size=4, stage=2, alpha=10.0, scaling="mean")
     # attempt 1: r1 = [0,1,0,1], mean 0.5
     assert adv[:, 0].tolist() == [-0.5, 0.5, -0.5, 0.5]
     # attempt 2 shaped: [11, 1, 0, -10], mean 0.5
@@ -67,11 +67,11 @@ def test_score_stage2_advantages_per_attempt_hand_worked():
 
 def test_score_stage1_only_last_reward_drives():
     r = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 1.0]])
-    adv = score_advantages(r, group_size=4, stage=1, scale="none")
+    adv = score_advantages(r, group_size=4, stage=1, scaling="mean")
     # last attempt rewards [0,1,1,1], mean 0.75; the first attempt's own rewards play no part
     assert adv[:, 1].tolist() == [-0.75, 0.25, 0.25, 0.25]
     assert adv[:, 0].tolist() == adv[:, 1].tolist()
-    adv_no_credit = score_advantages(r, group_size=4, stage=1, scale="none", stage1_credit_earlier_attempts=False)
+    adv_no_credit = score_advantages(r, group_size=4, stage=1, scaling="mean", stage1_credit_earlier_attempts=False)
     assert adv_no_credit[:, 0].tolist() == [0.0] * 4
     with pytest.raises(ValueError, match="stage"):
         score_advantages(r, group_size=4, stage=3)
@@ -173,3 +173,31 @@ def test_negative_sample_modes_per_attempt_and_missing_attempts():
     assert adv.tolist() == [[-1.0, 0.5], [0.5, 0.0], [-1.0, -1.0], [-1.0, 0.5]]
     with pytest.raises(ValueError, match="negative-sample mode"):
         negative_sample_advantages(correct, 4, "grpo")
+
+
+def test_score_stage2_default_keeps_alpha_issue_hand_example():
+    # Regression (issue 12, defect 2): G = 4, alpha = 10, (r1, r2) = (0,1), (0,0), (1,1), (1,0).
+    r = torch.tensor([[0.0, 1.0], [0.0, 0.0], [1.0, 1.0], [1.0, 0.0]])
+    adv = score_advantages(r, group_size=4, stage=2, alpha=10.0)  # the default scaling: group mean, no std
+    assert adv[:, 1].tolist() == [10.5, -0.5, 0.5, -10.5]  # shaped r2 = [11, 0, 1, -10], mean 0.5
+    assert adv[:, 0].tolist() == [-0.5, -0.5, 0.5, 0.5]
+    # the old behaviour (each attempt divided by its own std) stays available and gives the issue's numbers
+    old = score_advantages(r, group_size=4, stage=2, alpha=10.0, scaling="per_attempt", scale_rewards="group")
+    # sample std of the shaped turn-2 advantages is sqrt(221 / 3) = 8.583: the flip is worth 1.22, like turn 1's 0.87
+    assert torch.allclose(old[:, 1], torch.tensor([1.2233, -0.0583, 0.0583, -1.2233]), atol=1e-3)
+    assert torch.allclose(old[:, 0].abs(), torch.full((4,), 0.8660), atol=1e-3)
+    # joint: one std over all 8 centered values of the group (sum of squares 4 * 0.25 + 2 * 110.25 + 2 * 0.25 = 222)
+    joint = score_advantages(r, group_size=4, stage=2, alpha=10.0, scaling="joint")
+    std = (222.0 / 7) ** 0.5
+    assert torch.allclose(joint, adv / (std + 1e-4))
+    assert joint[0, 1] / joint[0, 0] == pytest.approx(-21.0)  # the turn-2 flip still outweighs turn 1 21 to 1
+
+
+def test_joint_attempt_advantages_ignore_attempts_never_made():
+    from selfcorrect.algos import joint_attempt_advantages
+
+    r = torch.tensor([[1.0, NAN], [0.0, 1.0]])  # episode 0 stopped after a correct first attempt
+    adv = joint_attempt_advantages(r, group_size=2)
+    # centered: attempt 1 [0.5, -0.5], attempt 2 [0 (not made), 0 (alone in its column)]; std over 3 values
+    std = (0.5 / 2) ** 0.5
+    assert torch.allclose(adv, torch.tensor([[0.5, 0.0], [-0.5, 0.0]]) / (std + 1e-4))

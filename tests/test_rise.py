@@ -107,14 +107,24 @@ def test_template_states_the_rubric_and_bad_templates_fail():
     "fields, message",
     [
         (dict(verification_solutions=9), r"verification_solutions.*B_v = 9.*larger than the generation batch \(8"),
-        (dict(verification_solutions=4, steps_per_generation=8, verification_generations=1), "steps_per_generation"),
+        (dict(verification_solutions=4, steps_per_generation=8, verification_generations=3), "steps_per_generation"),
+        (dict(verification_generations=1), r"verification_generations.*at least 2.*group of one has advantage 0"),
         (dict(verification_solutions=0), "RISE needs `verification_solutions`"),
         (dict(verification_template="Rate {response}: \\boxed{}"), r"placeholder\(s\) \['question'\]"),
         (dict(verification_attempt=2), r"verification_attempt.*1\.\.max_attempts \(1\)"),
         (dict(verification_max_length=64), r"verification_max_length.*max_completion_length"),
         (dict(eval_verify_samples=4, eval_sample_temperature=0.0), "eval_sample_temperature"),
     ],
-    ids=["bv-larger-than-batch", "rows-vs-steps", "bv-zero", "template-slot", "attempt", "length", "eval-temperature"],
+    ids=[
+        "bv-larger-than-batch",
+        "rows-vs-steps",
+        "groups-of-one",
+        "bv-zero",
+        "template-slot",
+        "attempt",
+        "length",
+        "eval-temperature",
+    ],
 )
 def test_bad_settings_fail_before_training(tmp_path, fields, message):
     values = {**RISE, "per_device_train_batch_size": 8, **fields}

@@ -134,7 +134,11 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
             self.args.feedback, self.args.feedback_template
         )
         self.chat_turns = ChatTurns(
-            self._tokenizer, self.chat_template, self.chat_template_kwargs, multi_turn=self.args.max_attempts > 1
+            self._tokenizer,
+            self.chat_template,
+            self.chat_template_kwargs,
+            multi_turn=self.args.max_attempts > 1,
+            eos_token_ids=self.eos_token_ids,  # TRL's list: every id that stops generation ends an attempt
         )
         self.episode_spec = EpisodeSpec(
             max_attempts=self.args.max_attempts,
@@ -151,6 +155,11 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
             )
         self._batch_rows: list[dict[str, Any]] = []
         self._attempt_advantages: torch.Tensor | None = None  # (N, K), gathered over ranks
+
+    @property
+    def group_size(self) -> int:
+        """Episodes per group in the batch being scored: `num_generations` in training, `num_generations_eval` in eval."""
+        return self.num_generations if self.model.training else self.num_generations_eval
 
     # --- hooks -----------------------------------------------------------------------------------------------------
 
@@ -170,7 +179,7 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
 
     def attempt_advantages(self, rewards: torch.Tensor, episodes: dict[str, list]) -> torch.Tensor:
         """(N, K) attempt rewards -> (N, K) advantages. Default: group-normalize each attempt's rewards (gamma = 0)."""
-        return per_attempt_advantages(rewards, self.num_generations, self.scale_rewards)
+        return per_attempt_advantages(rewards, self.group_size, self.scale_rewards)
 
     def kl_coefficients(self, num_attempts: int) -> list[float] | None:
         """A KL coefficient per attempt, or None for TRL's uniform `beta` on every model token."""
@@ -278,7 +287,7 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
         else:  # negative-sample reinforcement: rewards mapped to +-1 by each attempt's correctness
             self._attempt_advantages = negative_sample_advantages(
                 attempt_correctness(episodes["attempt_correct"], num_attempts).to(device),
-                self.num_generations,
+                self.group_size,
                 self.args.advantage_mode,
                 positive_weight=self.args.positive_weight,
                 negative_weight=self.args.negative_weight,

@@ -262,13 +262,12 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
         )
         ids, _ = self._generate_collective(contexts, self.args.max_attempt_length)
 
-        eos = self.chat_turns.eos_token_id
         refined: dict[int, dict[str, Any]] = {}
         local_refined_correct = [float("nan")] * size
         for i, critique, tokens in zip(mine, critiques, ids):
             tokens = list(tokens)
             text = self._tokenizer.decode(tokens, skip_special_tokens=True)
-            truncated = not tokens or tokens[-1] != eos
+            truncated = not self.chat_turns.ends_attempt(tokens)
             verdict = self.judge(text, rows[i])
             verdict = bool(verdict) and not truncated  # an attempt cut off by the cap is scored as wrong
             refined[i] = dict(ids=tokens, text=text, correct=verdict, truncated=truncated, critique=critique.text)
@@ -351,7 +350,7 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
 
     def attempt_advantages(self, rewards: torch.Tensor, episodes: dict[str, list]) -> torch.Tensor:
         """(N, 1) rewards of the mixed groups -> (N, 1) advantages `R - mean(group)` (no std by default)."""
-        return mixed_group_advantages(rewards[:, 0], self.num_generations, self.scale_rewards).unsqueeze(1)
+        return mixed_group_advantages(rewards[:, 0], self.group_size, self.scale_rewards).unsqueeze(1)
 
     def _log_episodes(self, rewards: torch.Tensor, episodes: dict[str, list]) -> None:
         super()._log_episodes(rewards, episodes)

@@ -9,6 +9,10 @@ How it differs from GRPO:
   collapse into "repeat attempt 1";
 - stage II credits each attempt with its own reward (gamma = 0), the last one shaped as `r_2 + alpha * (r_2 - r_1)`
   (`alpha`, paper 10), with the weak KL everywhere;
+- advantages are each attempt's (shaped) reward minus its group mean, without std division
+  (`score_advantage_scaling: mean`), so alpha keeps its weight: dividing each attempt by its own std would give the
+  shaped last attempt the same spread as the first and cancel the bonus (`joint`: one std over all attempts of a group;
+  `per_attempt`: the old per-attempt std);
 - `stage1_steps` switches from stage I to stage II automatically; the stage is a function of the global step, so a
   resumed run continues in the right stage.
 
@@ -17,14 +21,16 @@ Up to `max_attempts` turns; after a wrong answer a unary message ("Incorrect. Pl
 ends at the first correct answer. How it differs from GRPO:
 - one trajectory return for the whole episode: `ufo_gamma ** t` for a first correct answer at turn t (0-based), minus
   `ufo_repetition_penalty * (1 - E/T)` (E distinct of T answers), minus `ufo_format_penalty` per turn without a boxed
-  answer; every model token of the episode gets the group-normalized return; feedback tokens are masked.
+  answer; every model token of the episode gets the group-normalized return; feedback tokens are masked. The return
+  is one scalar per episode, so TRL's std scaling (`scale_rewards`) rescales whole episodes and cannot wash out its
+  discount or penalties relative to each other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..algos import group_normalize, score_advantages, score_kl_coefficients, ufo_returns
+from ..algos import ATTEMPT_SCALINGS, group_normalize, score_advantages, score_kl_coefficients, ufo_returns
 from .base import MultiAttemptConfig, MultiAttemptGRPOTrainer
 
 
@@ -41,6 +47,14 @@ class SCoReConfig(MultiAttemptConfig):
     alpha: float = field(default=10.0, metadata={"help": "Stage II shaping bonus alpha * (r_2 - r_1) (paper: 10)."})
     turn1_beta: float = field(
         default=0.1, metadata={"help": "Stage I strong KL beta_2 on earlier attempts (paper: 0.1; 0.25 for code)."}
+    )
+    score_advantage_scaling: str = field(
+        default="mean",
+        metadata={
+            "help": "How attempt rewards become advantages: mean (reward minus the group mean of that attempt, no std: "
+            "keeps alpha's weight, default), joint (one std over all attempts of a group), per_attempt (each attempt "
+            "divided by its own std per `scale_rewards`: normalizes alpha away; the pre-2026-11-30 behaviour)."
+        },
     )
     stage1_credit_earlier_attempts: bool = field(
         default=True,
@@ -62,9 +76,20 @@ class SCoReConfig(MultiAttemptConfig):
             raise ValueError(
                 f"`stage1_steps` ({self.stage1_steps}) needs `score_stage: 1` and a non-negative step count."
             )
+        if self.score_advantage_scaling not in ATTEMPT_SCALINGS:
+            raise ValueError(
+                f"`score_advantage_scaling` must be one of {', '.join(ATTEMPT_SCALINGS)}; got "
+                f"{self.score_advantage_scaling!r}."
+            )
         if self.alpha < 0:
             raise ValueError(f"`alpha` must be non-negative; got {self.alpha}.")
         uses_stage1 = self.score_stage == 1
+        if uses_stage1 and self.turn1_beta == 0 and self.beta == 0:
+            raise ValueError(
+                "SCoRe stage I with `beta: 0` and `turn1_beta: 0` has no KL at all, so nothing keeps attempt 1 near the "
+                "base model and stage I is plain last-attempt GRPO; set `turn1_beta` (paper 0.1) and `beta` (paper "
+                "0.01) > 0, or start at `score_stage: 2`."
+            )
         if uses_stage1 and self.turn1_beta > 0 and self.beta == 0:
             raise ValueError(
                 "SCoRe stage I with `turn1_beta` > 0 needs a reference model, which TRL builds only when `beta` > 0: "
@@ -88,11 +113,12 @@ class SCoReTrainer(MultiAttemptGRPOTrainer):
         self._metrics[mode]["selfcorrect/score_stage"].append(float(self.stage))
         return score_advantages(
             rewards,
-            self.num_generations,
+            self.group_size,
             stage=self.stage,
             alpha=self.args.alpha,
-            scale=self.scale_rewards,
+            scaling=self.args.score_advantage_scaling,
             stage1_credit_earlier_attempts=self.args.stage1_credit_earlier_attempts,
+            scale_rewards=self.scale_rewards,
         )
 
     def kl_coefficients(self, num_attempts):
@@ -138,5 +164,5 @@ class UFOTrainer(MultiAttemptGRPOTrainer):
         ).to(rewards.device)  # (N,)
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["selfcorrect/ufo_return"].append(returns.mean().item())
-        advantage = group_normalize(returns, self.num_generations, self.scale_rewards)  # (N,)
+        advantage = group_normalize(returns, self.group_size, self.scale_rewards)  # (N,)
         return advantage.unsqueeze(1).expand(-1, rewards.size(1)).clone()  # (N, K): the same on every turn
