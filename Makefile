@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export WANDB_MODE ?= offline
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: install demo test test-slow quality style bench clean
+.PHONY: install demo test test-slow quality style bench reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -42,6 +42,11 @@ style: install
 # make bench BENCH_ARGS="--methods trl,grpo,score --repeats 5 --append-results"
 bench: install
 	$(PY) -m selfcorrect.bench $(BENCH_ARGS)
+
+# The self-correction evidence (recipes/RESULTS.md): every arm x seed, both eval modes; resumable, hours of CPU.
+# make reproduce REPRODUCE_ARGS="--arms base,warmup,warmup+score --seeds 0,1,2"
+reproduce: install
+	$(PY) recipes/reproduce.py run $(REPRODUCE_ARGS)
 
 clean:
 	rm -rf outputs build *.egg-info
