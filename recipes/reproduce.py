@@ -1,0 +1,296 @@
+"""The self-correction evidence on the embedded model: every arm, several seeds, both evaluation modes, one table.
+
+    python recipes/reproduce.py run   [--arms base,warmup,warmup+score] [--seeds 0,1,2] [--out outputs/reproduce]
+    python recipes/reproduce.py table [--out outputs/reproduce] [--write recipes/RESULTS_selfcorrection.md]
+    make reproduce                    # run every arm and seed, then the table
+
+Each run (arm, seed) trains from the embedded SmolLM2-135M-Instruct (or from the same seed's warm-up model) with the
+arm's demo recipe and the overrides below, then is evaluated greedily on the same held-out bundled problems in two
+modes, each the way it was trained:
+- `nofb`: two attempts, SCoRe's instruction between them (no correctness signal): acc@t1, acc@t2, Δ, Δ i→c, Δ c→i;
+- `fb`: up to three attempts, UFO's "Incorrect. Please think again." after a wrong answer, stop at the first right
+  one: acc@1, succ@3 and succ@3 − acc@1.
+A finished run writes `OUT/<arm>/seed<k>/result_<mode>.json` at once (per-problem outcomes, metrics, wall time, the
+command), so a run killed later loses nothing, and `run` skips what is already there: the matrix can be filled over
+several sessions. `table` assembles whatever exists: per arm the mean over seeds and a 95 % percentile-bootstrap
+interval over problems (the same resampled problems for every seed of an arm; 2000 resamples), plus the number of
+seeds; missing runs are listed, never filled in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EVAL_PROBLEMS = 160
+# Shared by every run: the same bundled problems (arithmetic_seed fixed), greedy evaluation, 64-token attempts.
+COMMON = [
+    "--arithmetic_levels", "[1,2]",
+    "--arithmetic_eval_size", str(EVAL_PROBLEMS),
+    "--eval_before_training", "false",
+    "--eval_after_training", "false",
+    "--eval_temperature", "0.0",
+    "--eval_max_new_tokens", "64",
+    "--eval_batch_size", "32",
+    "--save_strategy", "no",
+    "--report_to", "none",
+]  # fmt: skip
+MODES = {
+    "nofb": ["--eval_attempts", "2", "--eval_feedback", "score_instruction", "--eval_stop_on_correct", "false"],
+    "fb": ["--eval_attempts", "3", "--eval_feedback", "unary", "--eval_stop_on_correct", "true"],
+}
+# Revision warm-up data (gold-derived mistakes), one file per feedback the rows are written with.
+WARMUP_DATA = {
+    "nofb": ["--source", "gold", "--feedback", "score_instruction"],
+    "fb": ["--source", "gold", "--feedback", "unary"],
+}
+WARMUP_TRAIN = ["--max_steps", "60", "--per_device_train_batch_size", "8", "--learning_rate", "3e-5"]
+SCORE_TRAIN = ["--max_steps", "24", "--score_stage", "1", "--stage1_steps", "8", "--per_device_train_batch_size", "8",
+               "--num_generations", "8", "--learning_rate", "1e-5", "--max_attempt_length", "64",
+               "--max_completion_length", "224"]  # fmt: skip
+# arm: (recipe, start from ("embedded" or another arm), warm-up data key, training overrides)
+ARMS: dict[str, tuple[str | None, str, str | None, list[str]]] = {
+    "base": (None, "embedded", None, []),
+    "grpo": ("recipes/demo/grpo.yaml", "embedded", None,
+             ["--max_steps", "48", "--per_device_train_batch_size", "8", "--num_generations", "8",
+              "--learning_rate", "1e-5", "--max_completion_length", "64"]),
+    "warmup": ("recipes/demo/revision_sft.yaml", "embedded", "nofb", WARMUP_TRAIN),
+    "score": ("recipes/demo/score.yaml", "embedded", None, SCORE_TRAIN),
+    "warmup+score": ("recipes/demo/score.yaml", "warmup", None, SCORE_TRAIN),
+    "warmup_fb": ("recipes/demo/revision_sft.yaml", "embedded", "fb", WARMUP_TRAIN),
+    "ufo": ("recipes/demo/ufo.yaml", "embedded", None,
+            ["--max_steps", "16", "--learning_rate", "1e-5", "--max_attempt_length", "64",
+             "--max_completion_length", "288"]),
+    "warmup_fb+ufo": ("recipes/demo/ufo.yaml", "warmup_fb", None,
+                      ["--max_steps", "16", "--learning_rate", "1e-5", "--max_attempt_length", "64",
+                       "--max_completion_length", "288"]),
+    "critique_grpo": ("recipes/demo/critique_grpo.yaml", "embedded", None,
+                      ["--max_steps", "24", "--per_device_train_batch_size", "8", "--num_generations", "8",
+                       "--learning_rate", "1e-5", "--max_attempt_length", "64", "--max_completion_length", "64"]),
+}  # fmt: skip
+
+
+def _python() -> str:
+    venv = ROOT / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def _run(command: list[str], log: Path) -> float:
+    """Run one step of the pipeline, its output appended to `log`; returns the wall time; raises on failure."""
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline"}
+    env.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    start = time.time()
+    with log.open("a") as handle:
+        handle.write(f"\n$ {' '.join(command)}\n")
+        handle.flush()
+        code = subprocess.call(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    if code:
+        raise RuntimeError(f"exit {code}: {' '.join(command)} (log: {log})")
+    return time.time() - start
+
+
+def warmup_data(out: Path, key: str, log: Path) -> Path:
+    path = out / f"revision-data-{key}"
+    if not (path / "sft.jsonl").is_file():
+        _run(
+            [_python(), "-m", "selfcorrect.cli", "revision-data", "--config", "recipes/demo/score.yaml",
+             *WARMUP_DATA[key], "--output_dir", str(path)],
+            log,
+        )  # fmt: skip
+    return path / "sft.jsonl"
+
+
+def model_dir(out: Path, arm: str, seed: int) -> Path:
+    return out / arm / f"seed{seed}" / "model"
+
+
+def run_arm(out: Path, arm: str, seed: int) -> None:
+    recipe, start, data_key, overrides = ARMS[arm]
+    run_dir = out / arm / f"seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = run_dir / "log.txt"
+    if all((run_dir / f"result_{mode}.json").is_file() for mode in MODES):
+        print(f"[skip] {arm} seed {seed}: results exist", flush=True)
+        return
+    base_model = "embedded"
+    if start != "embedded":
+        run_arm(out, start, seed)  # the same seed's starting model (skipped when already there)
+        base_model = str(model_dir(out, start, seed))
+    train_seconds = 0.0
+    trained = base_model
+    if recipe is not None:
+        trained = str(model_dir(out, arm, seed))
+        if not (Path(trained) / "config.json").is_file():
+            extra = ["--dataset_name", str(warmup_data(out, data_key, log))] if data_key else []
+            print(f"[train] {arm} seed {seed}", flush=True)
+            train_seconds = _run(
+                [_python(), "-m", "selfcorrect.cli", "train", "--config", recipe, *COMMON, *overrides, *extra,
+                 "--model_name_or_path", base_model, "--seed", str(seed), "--output_dir", trained],
+                log,
+            )  # fmt: skip
+    eval_recipe = recipe or "recipes/demo/grpo.yaml"
+    for mode, flags in MODES.items():
+        result_path = run_dir / f"result_{mode}.json"
+        if result_path.is_file():
+            continue
+        print(f"[eval] {arm} seed {seed} {mode}", flush=True)
+        eval_dir = run_dir / f"eval_{mode}"
+        command = [_python(), "-m", "selfcorrect.cli", "eval", "--config", eval_recipe, *COMMON, *flags,
+                   "--model_name_or_path", trained, "--seed", str(seed), "--output_dir", str(eval_dir)]  # fmt: skip
+        if recipe is not None and "revision_sft" in recipe:
+            command += ["--dataset_name", "bundled:arithmetic"]  # evaluate on problems, not on the warm-up rows
+        eval_seconds = _run(command, log)
+        evaluated = json.loads((eval_dir / "eval" / "eval.json").read_text())
+        result = {
+            "arm": arm,
+            "seed": seed,
+            "mode": mode,
+            "metrics": evaluated["metrics"],
+            "correct": [sample["correct"] for sample in evaluated["samples"]],
+            "answers": [sample["answers"] for sample in evaluated["samples"]],
+            "train_seconds": round(train_seconds, 1),
+            "eval_seconds": round(eval_seconds, 1),
+            "train_log": _train_summary(Path(trained)) if recipe is not None else None,
+            "command": " ".join(command),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        }
+        result_path.write_text(json.dumps(result, indent=1) + "\n")  # at once: a later crash loses nothing
+
+
+def _train_summary(path: Path) -> dict | None:
+    """Steps, generated tokens and the last logged self-correction metrics of a training run, from its own log."""
+    lines = path / "log_history.jsonl"
+    if not lines.is_file():
+        return None
+    logs = [json.loads(line) for line in lines.read_text().splitlines() if line.strip()]
+    steps = [log for log in logs if "step" in log or "loss" in log]
+    keys = ("selfcorrect/acc_t1", "selfcorrect/acc_t2", "selfcorrect/delta", "selfcorrect/zero_advantage_frac")
+    return {
+        "steps": len(steps),
+        "num_tokens": max((log.get("num_tokens", 0) for log in logs), default=0),
+        "last": {k: steps[-1].get(k) for k in keys if steps and k in steps[-1]},
+    }
+
+
+# --- the table -----------------------------------------------------------------------------------------------------
+
+
+def _outcomes(correct: list[list[bool | None]], attempts: int) -> list[tuple[bool, ...]]:
+    """Per problem: correctness at each attempt, an attempt never made keeping the last outcome (stop on correct)."""
+    return [tuple(bool(c[min(k, len(c) - 1)]) for k in range(attempts)) for c in correct]
+
+
+def _stats(rows: list[tuple[bool, ...]], mode: str) -> dict[str, float]:
+    n = len(rows)
+    t1 = sum(r[0] for r in rows) / n
+    last = sum(r[-1] for r in rows) / n
+    if mode == "nofb":
+        return {
+            "acc@t1": t1,
+            "acc@t2": last,
+            "Δ": last - t1,
+            "Δ i→c": sum((not r[0]) and r[-1] for r in rows) / n,
+            "Δ c→i": sum(r[0] and not r[-1] for r in rows) / n,
+        }
+    return {"acc@1": t1, "succ@3": last, "succ@3 − acc@1": last - t1}
+
+
+def _bootstrap(per_seed: list[list[tuple[bool, ...]]], mode: str, resamples: int = 2000) -> dict[str, tuple]:
+    """Mean over seeds of each statistic, and a 95 % percentile interval from resampling problems (shared by seeds)."""
+    n = len(per_seed[0])
+    point = _mean_stats([_stats(rows, mode) for rows in per_seed])
+    rng = random.Random(0)
+    draws: dict[str, list[float]] = {key: [] for key in point}
+    for _ in range(resamples):
+        index = [rng.randrange(n) for _ in range(n)]
+        stats = _mean_stats([_stats([rows[i] for i in index], mode) for rows in per_seed])
+        for key, value in stats.items():
+            draws[key].append(value)
+    out = {}
+    for key, value in point.items():
+        ordered = sorted(draws[key])
+        out[key] = (value, ordered[int(0.025 * resamples)], ordered[int(0.975 * resamples) - 1])
+    return out
+
+
+def _mean_stats(stats: list[dict[str, float]]) -> dict[str, float]:
+    return {key: sum(s[key] for s in stats) / len(stats) for key in stats[0]}
+
+
+def build_table(out: Path) -> str:
+    lines = [
+        f"Greedy, {EVAL_PROBLEMS} held-out bundled problems (levels 1-2), the same for every arm. Each cell: mean over "
+        "seeds [95 % percentile-bootstrap interval over problems, 2000 resamples, the same resampled problems for every "
+        "seed], in %. Assembled by `python recipes/reproduce.py table` from `outputs/reproduce/*/seed*/result_*.json`.",
+        "",
+    ]
+    missing = []
+    for mode, title in (("nofb", "No feedback (SCoRe instruction, 2 attempts)"), ("fb", "With feedback (unary, ≤3)")):
+        header = None
+        for arm in ARMS:
+            files = sorted((out / arm).glob(f"seed*/result_{mode}.json"))
+            if not files:
+                missing.append(f"{arm}/{mode}")
+                continue
+            results = [json.loads(f.read_text()) for f in files]
+            attempts = 2 if mode == "nofb" else 3
+            stats = _bootstrap([_outcomes(r["correct"], attempts) for r in results], mode)
+            if header is None:
+                header = list(stats)
+                lines += [f"**{title}**", "", "| arm | seeds | " + " | ".join(header) + " | train min |"]
+                lines.append("|" + "---|" * (len(header) + 3))
+            train_min = sum(r["train_seconds"] for r in results) / len(results) / 60
+            cells = [
+                f"{100 * v:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+                if "Δ" in k or "−" in k
+                else f"{100 * v:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+                for k, (v, lo, hi) in stats.items()
+            ]
+            seeds = ",".join(str(r["seed"]) for r in results)
+            lines.append(f"| {arm} | {seeds} | " + " | ".join(cells) + f" | {train_min:.1f} |")
+        lines.append("")
+    if missing:
+        lines.append("Not yet run: " + ", ".join(missing) + ".")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("run", "table"))
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from: {', '.join(ARMS)}")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--out", default="outputs/reproduce")
+    parser.add_argument("--write", default=None, help="also write the table to this Markdown file")
+    args = parser.parse_args(argv)
+    out = (ROOT / args.out).resolve()
+    if args.command == "run":
+        arms = [a for a in args.arms.split(",") if a]
+        unknown = [a for a in arms if a not in ARMS]
+        if unknown:
+            parser.error(f"unknown arm(s) {unknown}; choose from {', '.join(ARMS)}")
+        seeds = [int(s) for s in args.seeds.split(",")]
+        for seed in seeds:  # seed-major: every arm gets its first seed before any arm gets its third
+            for arm in arms:
+                if arm == "base" and seed != seeds[0]:
+                    continue  # greedy evaluation of the untrained model does not depend on the seed
+                try:
+                    run_arm(out, arm, seed)
+                except RuntimeError as exc:  # one failed run must not stop the matrix; it is reported, not hidden
+                    print(f"[failed] {arm} seed {seed}: {exc}", flush=True)
+                    (out / arm / f"seed{seed}" / "FAILED").write_text(str(exc) + "\n")
+    table = build_table(out)
+    print(table)
+    if args.write:
+        Path(args.write).write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
