@@ -1,4 +1,5 @@
-"""The `selfcorrect` command: `selfcorrect train --config R.yaml [...]`, `selfcorrect eval --config R.yaml [...]`."""
+"""The `selfcorrect` command: `selfcorrect train --config R.yaml [...]`, `selfcorrect eval --config R.yaml [...]`,
+`selfcorrect plot RUN_DIR` (a run's learning curves), and the data builders."""
 
 from __future__ import annotations
 
@@ -6,12 +7,20 @@ import sys
 
 USAGE = """usage: selfcorrect {train,eval} --config RECIPE.yaml [--field value ...]
        selfcorrect redi-data (--config RECIPE.yaml | --traces TRACES.jsonl) --output_dir DIR [...]
+       selfcorrect revision-data --config RECIPE.yaml --output_dir DIR [--source gold|self|both] [...]
+       selfcorrect plot RUN_DIR [--output PNG]
 
   train      train with the recipe's method (same as python -m selfcorrect.train)
   eval       self-correction evaluation of the recipe's model on its test split
   redi-data  sample traces from the recipe's model on its training problems (or read --traces), label them with
              the verifier and write REDI pairs + an SFT set ([--redi_samples 8 --redi_max_new_tokens N
              --redi_temperature 1.0 --redi_max_pairs_per_prompt 1])
+  revision-data  SFT warm-up rows for multi-attempt training: a wrong first answer (derived from the gold answer
+             and/or sampled from the recipe's model), the recipe's feedback turn, the correct revision; plus kept
+             right answers ([--source gold --feedback NAME --keep_right_fraction 0.5 --max_rows_per_problem 1
+             --revision_samples 4 --revision_temperature 1.0 --revision_max_new_tokens N])
+  plot       redraw a training run's learning curves (acc@tk, Δ, reward, loss over steps) from
+             RUN_DIR/log_history.jsonl (or its newest checkpoint) into RUN_DIR/eval/learning_curves.png
 """
 
 
@@ -31,15 +40,20 @@ def main(argv: list[str] | None = None) -> int:
         from .evaluate import main as run
     elif command == "redi-data":
         from .data.redi import main as run
+    elif command == "revision-data":
+        from .data.revision import main as run
+    elif command == "plot":
+        from .plots import main as run
     else:
         print(f"selfcorrect: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
         return 2
     from .guards import NonFiniteTrainingError
+    from .plots import PlotError
     from .rewards import RewardFunctionError
 
     try:
         run(rest)
-    except (RecipeError, DataError, ModelLoadError) as exc:
+    except (RecipeError, DataError, ModelLoadError, PlotError) as exc:
         print(f"selfcorrect: error: {exc}", file=sys.stderr)
         return 2
     except (RewardFunctionError, NonFiniteTrainingError) as exc:  # mid-run: the last checkpoint is kept

@@ -47,11 +47,24 @@ def run_eval(trainer_or_model, tokenizer, test_ds, script_args, output_dir: str,
     return result
 
 
+def save_learning_curves_after_training(output_dir: str) -> None:
+    """`output_dir/eval/learning_curves.png` from the run's logs; a failed plot only costs a warning."""
+    from .plots import save_run_learning_curves
+
+    try:
+        path = save_run_learning_curves(output_dir)
+    except Exception as exc:  # noqa: BLE001 - the trained model matters more than its picture
+        logger.warning("could not draw the learning curves of %s: %s", output_dir, exc)
+        return
+    if path is not None:
+        print(f"saved {path} (redraw with `selfcorrect plot {output_dir}`)", flush=True)
+
+
 def main(argv: list[str] | None = None):
     from transformers import set_seed
     from trl import get_peft_config
 
-    from .callbacks import PreemptionCallback
+    from .callbacks import LogHistoryCallback, PreemptionCallback, use_compact_console
     from .configs import parse_recipe
     from .data import load_completion_dataset, load_datasets
     from .guards import NonFiniteGradientGuard, last_complete_checkpoint
@@ -110,7 +123,11 @@ def main(argv: list[str] | None = None):
     preemption = PreemptionCallback(trainer.accelerator)
     trainer.add_callback(preemption)
     trainer.add_callback(NonFiniteGradientGuard(script_args.max_nonfinite_steps, trainer.accelerator))
+    trainer.add_callback(LogHistoryCallback(training_args.output_dir))  # output_dir/log_history.jsonl, as it goes
+    use_compact_console(trainer)  # one line per logged step instead of the raw metric dict
     trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.accelerator.is_main_process:
+        save_learning_curves_after_training(training_args.output_dir)
     if preemption.stopped_at is not None:
         logger.warning(
             "stopped by a signal after step %d; checkpoint saved in %s, run the same command to resume",

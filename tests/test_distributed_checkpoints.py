@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from selfcorrect.plots import read_jsonl_records
 from tests.helpers import write_recipe
 
 ROOT = Path(__file__).parents[1]
@@ -70,7 +71,7 @@ def test_resume_under_deepspeed_continues_at_the_next_step(tmp_path, tiny_model_
     assert len(list((checkpoint / "global_step2").glob("*optim_states.pt"))) == 2  # one shard per rank
     second = _launch(config, "-m", "selfcorrect.train", "--config", str(recipe), "--max_steps", "3")
     assert "resuming from" in second and "checkpoint-2" in second
-    logged = re.findall(r"\{'loss': [^}]*\}", second)
+    logged = re.findall(r"step \d+/\d+ \|.* \| loss ", second)  # the console's compact line per step
     assert len(logged) == 1, second[-3000:]  # one step ran: 3
     state = json.loads((tmp_path / "out" / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3
@@ -112,8 +113,9 @@ def test_redi_under_two_ranks(tmp_path, tiny_model_dir, config):
     pairs = _write_jsonl(tmp_path / "pairs.jsonl", PAIRS * 2)
     recipe = _recipe(tmp_path, tiny_model_dir, dataset_name=str(pairs), per_device_train_batch_size=1)
     output = _launch(config, "-m", "selfcorrect.train", "--config", str(recipe))
-    epochs = re.findall(r"'epoch': '([\d.]+)'", output)
-    assert epochs[:2] == ["0.5", "1"], output[-3000:]  # world size 2
+    logs = read_jsonl_records(tmp_path / "out" / "log_history.jsonl")
+    epochs = [log["epoch"] for log in logs if "loss" in log]
+    assert epochs[:2] == [0.5, 1.0], output[-3000:]  # world size 2
     before = load_file(str(tiny_model_dir / "model.safetensors"))
     after = load_file(str(tmp_path / "out" / "model.safetensors"))
     assert all(not torch.equal(before[name], after[name]) for name in before)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from selfcorrect.plots import read_jsonl_records
 from selfcorrect.train import main as train_main
 from tests.helpers import write_recipe
 
@@ -37,8 +39,8 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path, tiny_model_d
         text=True,
     )
     deadline, steps_logged = time.time() + 240, 0
-    for line in process.stdout:  # wait until 3 steps are logged, then preempt
-        if "'loss'" in line and "'epoch'" in line:
+    for line in process.stdout:  # wait until 3 steps are logged (the console's compact line), then preempt
+        if re.search(r"step \d+/\d+ \|.* \| loss ", line):
             steps_logged += 1
             if steps_logged == 3:
                 process.send_signal(signal.SIGTERM)
@@ -59,3 +61,6 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path, tiny_model_d
     new_logs = [log for log in trainer.state.log_history if "loss" in log and log["step"] > stopped]
     assert [log["step"] for log in new_logs] == [stopped + 1, stopped + 2]
     assert all(log["selfcorrect/score_stage"] == 2.0 for log in new_logs)
+    # log_history.jsonl has every step once: the interrupted run's and the resumed run's
+    jsonl = read_jsonl_records(tmp_path / "out" / "log_history.jsonl")
+    assert [log["step"] for log in jsonl if "loss" in log] == list(range(1, stopped + 3))
