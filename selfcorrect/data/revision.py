@@ -1,0 +1,654 @@
+"""Revision warm-up data: a wrong first answer, the feedback turn, then the correct revision (SFT before multi-attempt RL).
+
+    selfcorrect revision-data --config recipes/demo/score.yaml --source gold --output_dir outputs/demo-revision-data
+
+    selfcorrect revision-data --config recipes/demo/score.yaml --source both --revision_samples 4 \\
+        --revision_temperature 0.7 --revision_max_new_tokens 64 --max_train_samples 64 --output_dir DIR
+
+Learning-from-mistakes, CoCoS's warm-up and SCoRe's stage-I motivation agree on the recipe: show a small model a wrong
+first answer followed by the right revision, mixed with right first answers that are kept, and train it only on the
+revision. `build_revision_rows` (no model) writes such rows; `selfcorrect train` with `method: sft` trains on them
+(TRL's `SFTTrainer`, loss on the completion only, so the first attempt is context and never a target).
+
+One output row (TRL's conversational prompt-completion format, plus bookkeeping columns):
+- `prompt`: the problem's own chat messages (system + user, exactly the dataset's `prompt`), then
+  `{"role": "assistant", "content": first attempt}` and `{"role": "user", "content": feedback}`;
+- `completion`: `[{"role": "assistant", "content": revision}]`;
+- `solution` (gold answer), `kind`, `mistake`, `first_answer` (the first attempt's boxed answer, "" if none).
+
+`kind` is one of
+- `gold_wrong`: the first attempt is a plausible mistake derived from the gold answer (`mistake` names it: `carry`,
+  `borrow`, `wrong_op`, `swap`, `order`, `skipped_step`, `off_by_one`, `digit_swap`, `times_ten`) and the revision
+  a short correct solution;
+- `self_wrong`: the first attempt is one of the recipe's model's own sampled wrong answers (not cut off by the token
+  cap; `mistake` = `sampled`), the revision one of its own correct samples of the problem, else the gold-derived
+  solution;
+- `kept_right`: a right first answer, and the revision repeats it (`mistake` = "").
+
+The feedback text comes from `selfcorrect.feedback` (`--feedback`, `--feedback_template`; default: the recipe's
+`feedback` / `feedback_template`, else its `eval_feedback`), called with the `AttemptOutcome` the episode engine
+would pass after attempt 1, so the warm-up context is the context that training and evaluation build. With `unary`
+feedback a right first answer ends the episode: a `kept_right` row is then single-turn (`prompt` = the problem,
+`completion` = the right answer), and a provider that returns None after a wrong answer gives no row (counted).
+
+Gold-derived mistakes use the row's `expression` column when it has one (the bundled arithmetic rows do: `17 + 25`,
+`(2 + 3) * 4`, ...) and agrees with the gold answer; otherwise only perturbations of the gold number (`off_by_one`,
+`digit_swap`, `times_ten`). Every wrong answer is checked with `selfcorrect.rewards.verify_answer` and dropped unless
+judged wrong; every revision is checked to be judged right.
+
+Files under `--output_dir`: `sft.jsonl` (the rows), `counts.json`, and with self sampling `traces.jsonl`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from .loading import DataError
+from .redi import sample_traces, write_jsonl
+
+logger = logging.getLogger(__name__)
+
+SOURCES = ("gold", "self", "both")
+KINDS = ("gold_wrong", "self_wrong", "kept_right")
+EXPRESSION_COLUMN = "expression"
+# counts["traces"] with self sampling: what became of the sampled answers
+TRACE_COUNTS = (
+    "traces",
+    "unmatched_traces",  # their prompt is no problem's
+    "empty_traces",
+    "duplicate_traces",  # the same text again for one problem
+    "truncated_traces",  # cut off by the token cap: neither a first attempt nor a revision
+    "unjudged_traces",  # the verifier gave no verdict
+    "correct_traces",
+    "wrong_traces",
+    "wrong_traces_without_answer",  # wrong with no boxed answer (still a first attempt)
+    "wrong_traces_without_revision",  # no own correct sample and no gold-derived solution
+    "revisions_own",  # self_wrong rows revised with one of the model's own correct samples
+    "revisions_gold",  # ... with the gold-derived solution
+)
+
+# --- arithmetic expressions and the mistakes made on them ------------------------------------------------------------
+
+_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}
+Node = int | tuple[str, "Node", "Node"]  # a number, or (operator, left, right)
+
+
+def parse_expression(expression: Any) -> Node | None:
+    """`"(2 + 3) * 4"` -> `("*", ("+", 2, 3), 4)`; None unless it is +, -, * over non-negative integers."""
+    if not isinstance(expression, str) or not expression.strip():
+        return None
+    try:
+        tree = ast.parse(expression.strip(), mode="eval").body
+    except (SyntaxError, ValueError):
+        return None
+
+    def convert(node: ast.AST) -> Node | None:
+        if isinstance(node, ast.Constant) and type(node.value) is int and node.value >= 0:
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            left, right = convert(node.left), convert(node.right)
+            if left is None or right is None:
+                return None
+            return (_OPS[type(node.op)], left, right)
+        return None
+
+    return convert(tree)
+
+
+def _digits_without_carry(a: int, b: int, combine) -> int | None:
+    """Column-wise arithmetic that drops every carry / borrow: each column keeps `combine(da, db)` mod 10 (None for a
+    negative operand)."""
+    if a < 0 or b < 0:
+        return None
+    width = max(len(str(a)), len(str(b)))
+    da, db = str(a).zfill(width), str(b).zfill(width)
+    return int("".join(str(combine(int(x), int(y)) % 10) for x, y in zip(da, db)))
+
+
+def _apply(op: str, a: int, b: int) -> int:
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+# A slip at one operation: (name, function (a, b) -> (shown expression, value) or None when it is no slip here).
+_SLIPS: dict[str, tuple[tuple[str, Any], ...]] = {
+    "+": (
+        ("carry", lambda a, b: (f"{a} + {b}", _digits_without_carry(a, b, lambda x, y: x + y))),
+        ("wrong_op", lambda a, b: (f"{max(a, b)} - {min(a, b)}", abs(a - b))),
+    ),
+    "-": (
+        ("borrow", lambda a, b: (f"{a} - {b}", _digits_without_carry(a, b, lambda x, y: abs(x - y)))),
+        ("wrong_op", lambda a, b: (f"{a} + {b}", a + b)),
+        ("swap", lambda a, b: (f"{b} - {a}", b - a)),
+    ),
+    "*": (("wrong_op", lambda a, b: (f"{a} + {b}", a + b)),),
+}
+
+
+class _NotApplicable(Exception):
+    """The slip cannot happen at this operation (e.g. a dropped carry with a negative operand)."""
+
+
+def _steps(node: Node, slip: tuple[int, str] | None = None) -> tuple[int, list[str]]:
+    """Evaluate `node` left to right, writing one `a op b = v` step per operation; `slip` = (operation index in
+    evaluation order, slip name) makes that one operation go wrong, and the later steps carry the wrong value on."""
+    steps: list[str] = []
+
+    def walk(n: Node) -> int:
+        if isinstance(n, int):
+            return n
+        op, left, right = n
+        a, b = walk(left), walk(right)
+        value, shown = _apply(op, a, b), f"{a} {op} {b}"
+        if slip is not None and slip[0] == len(steps):
+            shown, value = dict(_SLIPS[op])[slip[1]](a, b)
+            if value is None:
+                raise _NotApplicable
+        steps.append(f"{shown} = {value}")
+        return value
+
+    return walk(node), steps
+
+
+def _operations(node: Node) -> list[str]:
+    """Operators of `node` in evaluation order."""
+    if isinstance(node, int):
+        return []
+    return _operations(node[1]) + _operations(node[2]) + [node[0]]
+
+
+def _solution_text(steps: list[str], answer: Any) -> str:
+    """The model's house style (the default system prompt's example): the working, then `The answer is \\boxed{}`."""
+    working = ", then ".join(steps)
+    return f"{working}. The answer is \\boxed{{{answer}}}." if working else f"The answer is \\boxed{{{answer}}}."
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A wrong first attempt derived from the gold answer."""
+
+    kind: str  # carry, borrow, wrong_op, swap, order, skipped_step, off_by_one, digit_swap, times_ten
+    answer: str  # the wrong boxed answer
+    text: str  # the attempt's text, ending in \boxed{answer}
+
+
+def _number(gold: str) -> Decimal | None:
+    try:
+        value = Decimal(gold.strip().replace(",", ""))
+    except (InvalidOperation, AttributeError):
+        return None
+    return value if value.is_finite() else None
+
+
+def _fmt(value: Decimal | int) -> str:
+    if isinstance(value, int):
+        return str(value)
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
+def expression_matches(node: Node | None, gold: str) -> bool:
+    number = _number(gold)
+    return node is not None and number is not None and Decimal(_steps(node)[0]) == number
+
+
+def correct_solution(gold: str, expression: Any = None) -> str:
+    """A short correct solution: the expression's steps when it evaluates to `gold`, else just the boxed gold."""
+    node = parse_expression(expression)
+    if expression_matches(node, gold):
+        value, steps = _steps(node)
+        return _solution_text(steps, value)
+    number = _number(gold)
+    return _solution_text([], _fmt(number) if number is not None else gold.strip())
+
+
+def gold_mistakes(gold: str, expression: Any = None) -> list[Mistake]:
+    """Every distinct plausible wrong answer for `gold` (not yet checked by the verifier), in a fixed order.
+
+    With an expression that evaluates to `gold`: a slip at one operation (`carry` dropped in an addition, `borrow`
+    dropped in a subtraction, `wrong_op`, `swap`ped subtraction), `order` ((a + b) * c computed as a + b * c),
+    `skipped_step` (a two-step problem answered with its first step), `off_by_one` in the last step. Without one:
+    `off_by_one`, `digit_swap` (last two digits exchanged) and `times_ten` on the gold number. Answers equal to the
+    gold, negative answers to a non-negative gold (except a swapped subtraction) and repeats are left out.
+    """
+    number = _number(gold)
+    if number is None:
+        return []
+    out: dict[str, Mistake] = {}
+
+    def add(kind: str, value: Decimal | int, steps: list[str] | None) -> None:
+        value = Decimal(value)
+        if value == number or (value < 0 <= number and kind != "swap"):
+            return
+        answer = _fmt(value)
+        if answer not in out:
+            out[answer] = Mistake(kind, answer, _solution_text(steps or [], answer))
+
+    node = parse_expression(expression)
+    if expression_matches(node, gold):
+        for index, op in enumerate(_operations(node)):
+            for name, _ in _SLIPS[op]:
+                try:
+                    add(name, *_steps(node, (index, name)))
+                except _NotApplicable:
+                    continue
+        if not isinstance(node, int):
+            op, left, right = node
+            if op == "*" and isinstance(left, tuple) and left[0] == "+":  # (a + b) * c read as a + b * c
+                add("order", *_steps(("+", left[1], ("*", left[2], right))))
+            for child in (left, right):
+                if isinstance(child, tuple):  # stopped after the first step
+                    add("skipped_step", *_steps(child))
+                    break
+        value, steps = _steps(node)
+        for delta in (1, -1):
+            add("off_by_one", value + delta, steps[:-1] + [f"{steps[-1].rsplit(' = ', 1)[0]} = {value + delta}"])
+        return list(out.values())
+    for delta in (1, -1):
+        add("off_by_one", number + delta, None)
+    digits = _fmt(number)
+    if number == number.to_integral_value() and len(digits.lstrip("-")) >= 2:
+        swapped = digits[:-2] + digits[-1] + digits[-2]
+        add("digit_swap", Decimal(swapped), None)
+    add("times_ten", number * 10, None)
+    return list(out.values())
+
+
+def _kind_balanced(mistakes: list[Mistake], rng: random.Random) -> list[Mistake]:
+    """`mistakes` in a random order that gives every kind an equal chance (off by one has two values, the others one)
+    and goes through distinct kinds before a second mistake of the same kind."""
+    by_kind: dict[str, list[Mistake]] = {}
+    for mistake in mistakes:
+        by_kind.setdefault(mistake.kind, []).append(mistake)
+    kinds = list(by_kind)
+    rng.shuffle(kinds)
+    for kind in kinds:
+        rng.shuffle(by_kind[kind])
+    longest = max((len(v) for v in by_kind.values()), default=0)
+    return [by_kind[k][i] for i in range(longest) for k in kinds if i < len(by_kind[k])]
+
+
+# --- rows ------------------------------------------------------------------------------------------------------------
+
+
+def _key(prompt: Any) -> str:
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+
+
+def _text(completion: Any) -> str:
+    from ..rewards import completion_text
+
+    return completion_text(completion)
+
+
+def _provider(feedback: Any, template: str | None = None):
+    from ..feedback import FeedbackProvider, FeedbackTemplateError, get_feedback_provider
+
+    if isinstance(feedback, FeedbackProvider):
+        return feedback
+    try:
+        return get_feedback_provider(feedback, template)
+    except FeedbackTemplateError as exc:
+        raise DataError(f"`--feedback_template`: {exc}") from exc
+    except ValueError as exc:
+        raise DataError(f"`--feedback`: {exc}") from exc
+
+
+def revision_row(
+    problem: dict[str, Any],
+    first: str,
+    first_correct: bool,
+    revision: str,
+    provider,
+    kind: str,
+    mistake: str | None,
+) -> dict[str, Any] | None:
+    """One row for `problem` (a dataset row with `prompt` messages and `solution`), or None when the feedback ends the
+    episode after a wrong first attempt. A right first attempt after which the feedback ends the episode (`unary`)
+    gives a single-turn row: the problem, then the right answer."""
+    from ..feedback import AttemptOutcome
+    from ..rewards import extract_boxed
+
+    answer = extract_boxed(first)
+    message = provider(AttemptOutcome(0, first, answer, first_correct, False, dict(problem)))
+    prompt = problem["prompt"]
+    prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+    if message is None:
+        if not first_correct:
+            return None
+        completion = first
+    else:
+        prompt += [{"role": "assistant", "content": first}, {"role": "user", "content": message}]
+        completion = revision
+    return {
+        "prompt": prompt,
+        "completion": [{"role": "assistant", "content": completion}],
+        "solution": str(problem["solution"]),
+        "kind": kind,
+        "mistake": mistake,
+        "first_answer": answer or "",
+    }
+
+
+def build_revision_rows(
+    problems: Iterable[dict[str, Any]],
+    feedback: Any = "score_instruction",
+    source: str = "gold",
+    traces: Sequence[dict[str, Any]] | None = None,
+    keep_right_fraction: float = 0.5,
+    max_rows_per_problem: int = 1,
+    seed: int = 0,
+    feedback_template: str | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(rows, counts): revision rows for `problems` (rows with chat-message `prompt`, `solution`, optionally
+    `expression`); see the module docstring for what a row means.
+
+    `source`: `gold` (mistakes derived from the gold answer), `self` (wrong answers among `traces`: rows with `prompt`,
+    `completion`, `solution`, optionally `truncated`, as `sample_traces` writes; matched to problems by prompt) or
+    `both`. Each problem gives at most `max_rows_per_problem` wrong-first rows per source (distinct wrong answers,
+    drawn with `seed`). Then `round(keep_right_fraction * wrong-first rows)` `kept_right` rows are drawn with `seed`:
+    one right answer from each problem that has one (in a random order), then a second, ...; a problem's right answers
+    are its distinct own correct samples, then the gold-derived solution, at most `max_rows_per_problem` per source.
+    The same arguments give the same rows. Problems whose gold answer does not parse are skipped.
+    """
+    from ..rewards import check_gold_answers, extract_boxed, verify_answer
+
+    if source not in SOURCES:
+        raise DataError(f"`--source` must be one of {', '.join(SOURCES)}; got {source!r}.")
+    if max_rows_per_problem < 1:
+        raise DataError(f"`--max_rows_per_problem` must be at least 1; got {max_rows_per_problem}.")
+    if not keep_right_fraction >= 0:
+        raise DataError(f"`--keep_right_fraction` must be >= 0; got {keep_right_fraction}.")
+    use_gold, use_self = source in ("gold", "both"), source in ("self", "both")
+    if use_self and traces is None:
+        raise DataError(f"`--source {source}` needs sampled traces (the recipe's model samples them).")
+    provider = _provider(feedback, feedback_template)
+    problems = [dict(p) for p in problems]
+    for column in ("prompt", "solution"):
+        if problems and column not in problems[0]:
+            raise DataError(
+                f"revision data needs problems with the columns prompt and solution; missing {column} (columns: "
+                f"{', '.join(problems[0])}). Map the gold answer with `solution_column`."
+            )
+
+    counts: dict[str, Any] = {
+        "problems": len(problems),
+        "source": source,
+        "feedback": getattr(provider, "name", type(provider).__name__),
+        "rows": 0,
+        "rows_by_kind": dict.fromkeys(KINDS, 0),
+        "wrong_answer_kinds": {},
+        "single_turn_kept_right": 0,
+        "kept_right_requested": 0,
+        "problems_with_rows": 0,
+        "problems_with_expression": 0,
+        "unparseable_golds": 0,
+        "skipped": {},
+    }
+    skipped: Counter[str] = Counter()
+    mistake_kinds: Counter[str] = Counter()
+
+    def judge(gold: str, text: str) -> bool | None:
+        return verify_answer(gold, extract_boxed(text) or "")
+
+    bad_gold = set(check_gold_answers([p["solution"] for p in problems]))
+    counts["unparseable_golds"] = len(bad_gold)
+    skipped["unparseable_gold"] = len(bad_gold)
+
+    by_prompt: dict[str, list[dict[str, Any]]] = {}
+    if use_self:
+        tc = Counter(dict.fromkeys(TRACE_COUNTS, 0))
+        for trace in traces:
+            by_prompt.setdefault(_key(trace["prompt"]), []).append(trace)
+        known = {_key(p["prompt"]) for p in problems}
+        tc["traces"] = len(traces)
+        tc["unmatched_traces"] = sum(len(v) for k, v in by_prompt.items() if k not in known)
+        counts["traces"] = tc
+
+    wrong_rows: dict[int, list[dict[str, Any]]] = {}
+    right_texts: dict[int, list[str]] = {}  # problem index -> right first attempts: own samples, then gold-derived
+    for index, problem in enumerate(problems):
+        if index in bad_gold:
+            continue
+        gold = str(problem["solution"]).strip()
+        rng = random.Random(f"selfcorrect-revision-{seed}-{_key(problem['prompt'])}")
+        expression = problem.get(EXPRESSION_COLUMN)
+        counts["problems_with_expression"] += expression_matches(parse_expression(expression), gold)
+        gold_solution = correct_solution(gold, expression)
+        gold_ok = judge(gold, gold_solution) is True
+        rows: list[dict[str, Any]] = []
+        own_correct: list[str] = []
+        if use_self:
+            own_wrong: list[str] = []
+            seen: set[str] = set()
+            tc = counts["traces"]
+            for trace in by_prompt.get(_key(problem["prompt"]), []):
+                text = _text(trace["completion"])
+                if not text.strip():
+                    tc["empty_traces"] += 1
+                    continue
+                if text in seen:
+                    tc["duplicate_traces"] += 1
+                    continue
+                seen.add(text)
+                if trace.get("truncated"):
+                    tc["truncated_traces"] += 1  # cut off by the cap: neither a first attempt nor a revision
+                    continue
+                verdict = judge(gold, text)
+                if verdict is None:
+                    tc["unjudged_traces"] += 1
+                    continue
+                (own_correct if verdict else own_wrong).append(text)
+                tc["correct_traces" if verdict else "wrong_traces"] += 1
+            tc["wrong_traces_without_answer"] += sum(extract_boxed(t) is None for t in own_wrong)
+            rng.shuffle(own_wrong)
+            for n, text in enumerate(own_wrong[:max_rows_per_problem]):
+                if own_correct:
+                    revision, origin = own_correct[n % len(own_correct)], "own"
+                elif gold_ok:
+                    revision, origin = gold_solution, "gold"
+                else:
+                    tc["wrong_traces_without_revision"] += 1
+                    continue
+                row = revision_row(problem, text, False, revision, provider, "self_wrong", "sampled")
+                if row is None:
+                    skipped["feedback_ended_episode"] += 1
+                    continue
+                tc[f"revisions_{origin}"] += 1
+                rows.append(row)
+            if not own_wrong:
+                skipped["self_no_wrong_sample"] += 1
+        if use_gold:
+            candidates = _kind_balanced(gold_mistakes(gold, expression) if gold_ok else [], rng)
+            made = 0
+            for mistake in candidates:
+                if made == max_rows_per_problem:
+                    break
+                if judge(gold, mistake.text) is not False:  # never pass off a right (or unjudged) answer as wrong
+                    skipped["mistakes_not_judged_wrong"] += 1
+                    continue
+                row = revision_row(problem, mistake.text, False, gold_solution, provider, "gold_wrong", mistake.kind)
+                if row is None:
+                    skipped["feedback_ended_episode"] += 1
+                    continue
+                mistake_kinds[mistake.kind] += 1
+                rows.append(row)
+                made += 1
+            if _number(gold) is None:
+                skipped["gold_not_a_number"] += 1  # no mistake can be derived from e.g. \frac{1}{2} or x + 1
+            elif not gold_ok:
+                skipped["gold_solution_not_judged_right"] += 1
+            elif not made:
+                skipped["gold_no_wrong_answer"] += 1
+        rng.shuffle(own_correct)
+        right = own_correct + ([gold_solution] if use_gold and gold_ok else [])
+        if right:
+            right_texts[index] = right[: max_rows_per_problem * (use_gold + use_self)]
+        if rows:
+            wrong_rows[index] = rows
+
+    n_wrong = sum(len(r) for r in wrong_rows.values())
+    requested = int(keep_right_fraction * n_wrong + 0.5)
+    counts["kept_right_requested"] = requested
+    order = sorted(right_texts)
+    random.Random(f"selfcorrect-revision-keep-{seed}").shuffle(order)
+    # one right answer from each problem in a random order, then a second one from each, ...
+    longest = max((len(texts) for texts in right_texts.values()), default=0)
+    picks = [(i, right_texts[i][r]) for r in range(longest) for i in order if r < len(right_texts[i])]
+    keep: dict[int, list[str]] = {}
+    for index, text in picks[:requested]:
+        keep.setdefault(index, []).append(text)
+    if requested > len(picks):
+        skipped["kept_right_short"] = requested - len(picks)
+    out: list[dict[str, Any]] = []
+    for index, problem in enumerate(problems):
+        rows = list(wrong_rows.get(index, []))
+        for text in keep.get(index, []):
+            row = revision_row(problem, text, True, text, provider, "kept_right", "")
+            problem_turns = 1 if isinstance(problem["prompt"], str) else len(problem["prompt"])
+            counts["single_turn_kept_right"] += len(row["prompt"]) == problem_turns  # the feedback ended the episode
+            rows.append(row)
+        counts["problems_with_rows"] += bool(rows)
+        out += rows
+    for row in out:
+        counts["rows_by_kind"][row["kind"]] += 1
+    counts["rows"] = len(out)
+    counts["wrong_answer_kinds"] = dict(sorted(mistake_kinds.items()))
+    if use_self:
+        counts["wrong_answer_kinds"]["sampled"] = counts["rows_by_kind"]["self_wrong"]
+        counts["traces"] = {k: counts["traces"][k] for k in TRACE_COUNTS}
+    counts["skipped"] = {k: v for k, v in sorted(skipped.items()) if v}
+    return out, counts
+
+
+def no_rows_reason(counts: dict[str, Any]) -> str:
+    """Why `build_revision_rows` gave no row, from its counts."""
+    if not counts["problems"]:
+        return "there are no problems"
+    reasons = ", ".join(f"{k}: {v}" for k, v in counts["skipped"].items()) or "none recorded"
+    return f"no problem of {counts['problems']} gave a wrong first attempt (problems skipped, by reason: {reasons})"
+
+
+# --- the command -----------------------------------------------------------------------------------------------------
+
+USAGE = (
+    "selfcorrect revision-data --config RECIPE.yaml --output_dir DIR [--source gold|self|both] "
+    "[--feedback NAME] [--keep_right_fraction 0.5] [--max_rows_per_problem 1] [--revision_samples 4 ...] "
+    "[--field value ...]"
+)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """`selfcorrect revision-data`: revision rows for the recipe's training problems, written under `--output_dir`."""
+    from ..configs import RecipeError, parse_recipe
+    from ..feedback import FEEDBACK
+    from .loading import load_datasets
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="selfcorrect revision-data", usage=USAGE, allow_abbrev=False)
+    parser.add_argument("--output_dir", required=True, help="Folder for sft.jsonl, counts.json (and traces.jsonl).")
+    parser.add_argument("--source", default="gold", help="Wrong first answers: gold (derived), self (sampled), both.")
+    parser.add_argument("--feedback", default=None, help="Feedback provider (default: the recipe's).")
+    parser.add_argument("--feedback_template", default=None, help="Its template (default: the recipe's).")
+    parser.add_argument(
+        "--keep_right_fraction", type=float, default=0.5, help="Kept-right rows per wrong-first row (1.0: as many)."
+    )
+    parser.add_argument("--max_rows_per_problem", type=int, default=1, help="Wrong-first rows per problem and source.")
+    parser.add_argument("--revision_samples", type=int, default=4, help="Sampled answers per problem (self source).")
+    parser.add_argument("--revision_temperature", type=float, default=1.0, help="Sampling temperature (> 0).")
+    parser.add_argument("--revision_top_p", type=float, default=1.0, help="Nucleus sampling threshold.")
+    parser.add_argument(
+        "--revision_max_new_tokens", type=int, default=None, help="Token cap (default eval_max_new_tokens)."
+    )
+    parser.add_argument("--seed", type=int, default=None, help="Seed of the draws (default: the recipe's seed).")
+    try:
+        options, rest = parser.parse_known_args(argv)
+    except SystemExit as exc:
+        raise RecipeError(f"revision-data: invalid arguments; usage: {USAGE}") from exc
+    if options.source not in SOURCES:
+        raise RecipeError(f"`--source` must be one of {', '.join(SOURCES)}; got {options.source!r}.")
+    use_self = options.source in ("self", "both")
+    for name in ("revision_samples", "max_rows_per_problem"):
+        if getattr(options, name) < 1:
+            raise RecipeError(f"`--{name}` must be at least 1; got {getattr(options, name)}.")
+    if not options.keep_right_fraction >= 0:
+        raise RecipeError(f"`--keep_right_fraction` must be >= 0; got {options.keep_right_fraction}.")
+    if use_self and options.revision_temperature <= 0:
+        raise RecipeError(
+            f"`--revision_temperature` must be > 0 (`--source {options.source}` samples answers); got "
+            f"{options.revision_temperature}."
+        )
+    if options.revision_max_new_tokens is not None and options.revision_max_new_tokens < 1:
+        raise RecipeError(f"`--revision_max_new_tokens` must be at least 1; got {options.revision_max_new_tokens}.")
+    model_args, data_args, script_args, training_args = parse_recipe(rest)
+    feedback = options.feedback or getattr(training_args, "feedback", None) or script_args.eval_feedback
+    if feedback not in FEEDBACK:
+        raise RecipeError(
+            f"`--feedback`: unknown feedback provider '{feedback}'; choose one of {', '.join(FEEDBACK)}."
+        )
+    template = options.feedback_template
+    if template is None and options.feedback is None:
+        template = getattr(training_args, "feedback_template", None)
+    seed = training_args.seed if options.seed is None else options.seed
+    try:
+        provider = _provider(feedback, template)
+    except DataError as exc:
+        raise RecipeError(str(exc)) from exc
+    problems, _ = load_datasets(data_args, train=True, test=False)
+    out_dir = Path(options.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    traces = None
+    if use_self:
+        from transformers import set_seed
+
+        from ..models import load_model, load_tokenizer
+
+        max_new_tokens = options.revision_max_new_tokens or script_args.eval_max_new_tokens
+        set_seed(seed)
+        tokenizer = load_tokenizer(model_args.model_name_or_path)
+        model = load_model(model_args)
+        logger.info(
+            "sampling %d answers for each of %d problems (<= %d tokens)",
+            options.revision_samples,
+            len(problems),
+            max_new_tokens,
+        )
+        traces = sample_traces(
+            model,
+            tokenizer,
+            problems,
+            options.revision_samples,
+            max_new_tokens,
+            options.revision_temperature,
+            options.revision_top_p,
+            script_args.eval_batch_size,
+        )
+        write_jsonl(traces, out_dir / "traces.jsonl")
+    rows, counts = build_revision_rows(
+        problems,
+        provider,
+        source=options.source,
+        traces=traces,
+        keep_right_fraction=options.keep_right_fraction,
+        max_rows_per_problem=options.max_rows_per_problem,
+        seed=seed,
+    )
+    write_jsonl(rows, out_dir / "sft.jsonl")
+    (out_dir / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
+    print(json.dumps(counts, indent=2))
+    if not rows:
+        hint = (
+            " Sample more (`--revision_samples`), raise `--revision_temperature`, or use `--source both`." * use_self
+        )
+        raise DataError(f"no revision rows: {no_rows_reason(counts)}; see {out_dir / 'counts.json'}.{hint}")
+    print(f"wrote {out_dir / 'sft.jsonl'} ({len(rows)} rows)")
+    return counts
