@@ -200,7 +200,9 @@ def _stats(rows: list[tuple[bool, ...]], mode: str) -> dict[str, float]:
             "Δ i→c": sum((not r[0]) and r[-1] for r in rows) / n,
             "Δ c→i": sum(r[0] and not r[-1] for r in rows) / n,
         }
-    return {"acc@1": t1, "succ@3": last, "succ@3 − acc@1": last - t1}
+    wrong_first = [r for r in rows if not r[0]]
+    fixed = sum(r[-1] for r in wrong_first) / len(wrong_first) if wrong_first else 0.0
+    return {"acc@1": t1, "succ@3": last, "succ@3 − acc@1": last - t1, "fixed / wrong@1": fixed}
 
 
 def _bootstrap(per_seed: list[list[tuple[bool, ...]]], mode: str, resamples: int = 2000) -> dict[str, tuple]:

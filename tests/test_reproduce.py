@@ -31,6 +31,7 @@ def test_no_feedback_statistics_match_a_hand_count(reproduce):
     assert stats == {"acc@t1": 0.5, "acc@t2": 0.5, "Δ": 0.0, "Δ i→c": 0.25, "Δ c→i": 0.25}
     fb = reproduce._stats([(False, True, True), (True, True, True), (False, False, False)], "fb")
     assert fb["acc@1"] == pytest.approx(1 / 3) and fb["succ@3 − acc@1"] == pytest.approx(1 / 3)
+    assert fb["fixed / wrong@1"] == 0.5  # of the two wrong first answers, one is fixed by turn 3
 
 
 def test_table_means_over_seeds_and_lists_missing_runs(reproduce, tmp_path):
