@@ -23,7 +23,7 @@ install: $(STAMP)
 
 # The best self-correction result measured on this CPU (recipes/RESULTS.md): a revision warm-up with UFO's feedback.
 demo: install
-	$(PY) -m selfcorrect.cli revision-data --config recipes/demo/ufo.yaml --source gold \
+	$(PY) -m selfcorrect.cli revision-data --config recipes/demo/ufo.yaml --source gold --arithmetic_levels 3 4 \
 		--output_dir outputs/demo-revision-data-unary
 	$(PY) -m selfcorrect.train --config recipes/demo/revision_warmup_unary.yaml
 

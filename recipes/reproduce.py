@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_PROBLEMS = 160
 # Shared by every run: the same bundled problems (arithmetic_seed fixed), greedy evaluation, 64-token attempts.
+LEVELS = ["1", "2"]  # `--levels 3,4` for harder problems (levels 1-2 saturate after the warm-up: see RESULTS.md)
 COMMON = [
-    "--arithmetic_levels", "1", "2",
     "--arithmetic_eval_size", str(EVAL_PROBLEMS),
     "--eval_before_training", "false",
     "--eval_after_training", "false",
@@ -101,7 +101,7 @@ def warmup_data(out: Path, key: str, log: Path) -> Path:
     if not (path / "sft.jsonl").is_file():
         _run(
             [_python(), "-m", "selfcorrect.cli", "revision-data", "--config", "recipes/demo/score.yaml",
-             *WARMUP_DATA[key], "--output_dir", str(path)],
+             *WARMUP_DATA[key], "--arithmetic_levels", *LEVELS, "--output_dir", str(path)],
             log,
         )  # fmt: skip
     return path / "sft.jsonl"
@@ -133,6 +133,7 @@ def run_arm(out: Path, arm: str, seed: int) -> None:
             print(f"[train] {arm} seed {seed}", flush=True)
             train_seconds = _run(
                 [_python(), "-m", "selfcorrect.cli", "train", "--config", recipe, *COMMON, *overrides, *extra,
+                 "--arithmetic_levels", *LEVELS,
                  "--model_name_or_path", base_model, "--seed", str(seed), "--output_dir", trained],
                 log,
             )  # fmt: skip
@@ -144,6 +145,7 @@ def run_arm(out: Path, arm: str, seed: int) -> None:
         print(f"[eval] {arm} seed {seed} {mode}", flush=True)
         eval_dir = run_dir / f"eval_{mode}"
         command = [_python(), "-m", "selfcorrect.cli", "eval", "--config", eval_recipe, *COMMON, *flags,
+                   "--arithmetic_levels", *LEVELS,
                    "--model_name_or_path", trained, "--seed", str(seed), "--output_dir", str(eval_dir)]  # fmt: skip
         if recipe is not None and "revision_sft" in recipe:
             command += ["--dataset_name", "bundled:arithmetic"]  # evaluate on problems, not on the warm-up rows
@@ -229,7 +231,7 @@ def _mean_stats(stats: list[dict[str, float]]) -> dict[str, float]:
 
 def build_table(out: Path) -> str:
     lines = [
-        f"Greedy, {EVAL_PROBLEMS} held-out bundled problems (levels 1-2), the same for every arm. Each cell: mean over "
+        f"Greedy, {EVAL_PROBLEMS} held-out bundled problems (levels {'-'.join(LEVELS)}), the same for every arm. Each cell: mean over "
         "seeds [95 % percentile-bootstrap interval over problems, 2000 resamples, the same resampled problems for every "
         "seed], in %. Assembled by `python recipes/reproduce.py table` from `outputs/reproduce/*/seed*/result_*.json`.",
         "",
@@ -269,10 +271,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("run", "table"))
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from: {', '.join(ARMS)}")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--out", default="outputs/reproduce")
+    parser.add_argument(
+        "--out", default=None, help="default outputs/reproduce (levels 1,2), else outputs/reproduce-l<levels>"
+    )
+    parser.add_argument("--levels", default="1,2", help="bundled arithmetic levels of training and evaluation")
     parser.add_argument("--write", default=None, help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
-    out = (ROOT / args.out).resolve()
+    LEVELS[:] = args.levels.split(",")
+    default_out = "outputs/reproduce" if LEVELS == ["1", "2"] else f"outputs/reproduce-l{''.join(LEVELS)}"
+    out = (ROOT / (args.out or default_out)).resolve()
     if args.command == "run":
         arms = [a for a in args.arms.split(",") if a]
         unknown = [a for a in arms if a not in ARMS]
