@@ -10,7 +10,8 @@ modes, each the way it was trained:
 - `nofb`: two attempts, SCoRe's instruction between them (no correctness signal): acc@t1, acc@t2, Δ, Δ i→c, Δ c→i;
 - `fb`: up to three attempts, UFO's "Incorrect. Please think again." after a wrong answer, stop at the first right
   one: acc@1, succ@3 and succ@3 − acc@1.
-A finished run writes `OUT/<arm>/seed<k>/result_<mode>.json` at once (per-problem outcomes, metrics, wall time, the
+A finished run writes `recipes/results/reproduce-l<levels>/<arm>/seed<k>/result_<mode>.json` (tracked in git; models
+and logs stay under `outputs/`) at once (per-problem outcomes, metrics, wall time, the
 command), so a run killed later loses nothing, and `run` skips what is already there: the matrix can be filled over
 several sessions. `table` assembles whatever exists: per arm the mean over seeds and a 95 % percentile-bootstrap
 interval over problems (the same resampled problems for every seed of an arm; 2000 resamples), plus the number of
@@ -111,12 +112,19 @@ def model_dir(out: Path, arm: str, seed: int) -> Path:
     return out / arm / f"seed{seed}" / "model"
 
 
+def results_dir() -> Path:
+    """Where finished runs' result files live (in the repository, so later sessions keep them)."""
+    return ROOT / "recipes" / "results" / f"reproduce-l{''.join(LEVELS)}"
+
+
 def run_arm(out: Path, arm: str, seed: int) -> None:
     recipe, start, data_key, overrides = ARMS[arm]
     run_dir = out / arm / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    result_dir = results_dir() / arm / f"seed{seed}"
+    result_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "log.txt"
-    if all((run_dir / f"result_{mode}.json").is_file() for mode in MODES):
+    if all((result_dir / f"result_{mode}.json").is_file() for mode in MODES):
         print(f"[skip] {arm} seed {seed}: results exist", flush=True)
         return
     (run_dir / "FAILED").unlink(missing_ok=True)
@@ -139,7 +147,7 @@ def run_arm(out: Path, arm: str, seed: int) -> None:
             )  # fmt: skip
     eval_recipe = recipe or "recipes/demo/grpo.yaml"
     for mode, flags in MODES.items():
-        result_path = run_dir / f"result_{mode}.json"
+        result_path = result_dir / f"result_{mode}.json"
         if result_path.is_file():
             continue
         print(f"[eval] {arm} seed {seed} {mode}", flush=True)
@@ -229,18 +237,22 @@ def _mean_stats(stats: list[dict[str, float]]) -> dict[str, float]:
     return {key: sum(s[key] for s in stats) / len(stats) for key in stats[0]}
 
 
-def build_table(out: Path) -> str:
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def build_table(results_root: Path) -> str:
     lines = [
         f"Greedy, {EVAL_PROBLEMS} held-out bundled problems (levels {'-'.join(LEVELS)}), the same for every arm. Each cell: mean over "
         "seeds [95 % percentile-bootstrap interval over problems, 2000 resamples, the same resampled problems for every "
-        "seed], in %. Assembled by `python recipes/reproduce.py table` from `outputs/reproduce/*/seed*/result_*.json`.",
+        f"seed], in %. Assembled by `python recipes/reproduce.py table` from `{_shown(results_root)}/`.",
         "",
     ]
     missing = []
     for mode, title in (("nofb", "No feedback (SCoRe instruction, 2 attempts)"), ("fb", "With feedback (unary, ≤3)")):
         header = None
         for arm in ARMS:
-            files = sorted((out / arm).glob(f"seed*/result_{mode}.json"))
+            files = sorted((results_root / arm).glob(f"seed*/result_{mode}.json"))
             if not files:
                 missing.append(f"{arm}/{mode}")
                 continue
@@ -295,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                 except RuntimeError as exc:  # one failed run must not stop the matrix; it is reported, not hidden
                     print(f"[failed] {arm} seed {seed}: {exc}", flush=True)
                     (out / arm / f"seed{seed}" / "FAILED").write_text(str(exc) + "\n")
-    table = build_table(out)
+    table = build_table(results_dir())
     print(table)
     if args.write:
         Path(args.write).write_text(table + "\n")
