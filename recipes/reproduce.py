@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from selfcorrect.metrics import carry_forward, self_correction_metrics
+
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_PROBLEMS = 160
 # Shared by every run: the same bundled problems (arithmetic_seed fixed), greedy evaluation, 64-token attempts.
@@ -195,7 +197,7 @@ def _train_summary(path: Path) -> dict | None:
 
 def _outcomes(correct: list[list[bool | None]], attempts: int) -> list[tuple[bool, ...]]:
     """Per problem: correctness at each attempt, an attempt never made keeping the last outcome (stop on correct)."""
-    return [tuple(bool(c[min(k, len(c) - 1)]) for k in range(attempts)) for c in correct]
+    return [tuple(row) for row in carry_forward(correct, attempts)]
 
 
 def _stats(rows: list[tuple[bool, ...]], mode: str) -> dict[str, float]:
@@ -203,13 +205,9 @@ def _stats(rows: list[tuple[bool, ...]], mode: str) -> dict[str, float]:
     t1 = sum(r[0] for r in rows) / n
     last = sum(r[-1] for r in rows) / n
     if mode == "nofb":
-        return {
-            "acc@t1": t1,
-            "acc@t2": last,
-            "Δ": last - t1,
-            "Δ i→c": sum((not r[0]) and r[-1] for r in rows) / n,
-            "Δ c→i": sum(r[0] and not r[-1] for r in rows) / n,
-        }
+        m = self_correction_metrics([r[0] for r in rows], [r[-1] for r in rows])
+        names = {"acc_t1": "acc@t1", "acc_t2": "acc@t2", "delta": "Δ", "delta_i2c": "Δ i→c", "delta_c2i": "Δ c→i"}
+        return {names[key]: value for key, value in m.items()}
     wrong_first = [r for r in rows if not r[0]]
     fixed = sum(r[-1] for r in wrong_first) / len(wrong_first) if wrong_first else 0.0
     return {"acc@1": t1, "succ@3": last, "succ@3 − acc@1": last - t1, "fixed / wrong@1": fixed}

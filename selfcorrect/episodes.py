@@ -93,6 +93,15 @@ class ChatTurns:
             )
         self.feedback_ids("Please try again.")  # fail at construction if the template cannot express the turns
 
+    @classmethod
+    def for_model(
+        cls, tokenizer, model=None, chat_template_kwargs: dict | None = None, multi_turn: bool = False
+    ) -> ChatTurns:
+        """The turns a plain transformers `model` generates (evaluation, trace sampling): its generation config's EOS
+        ids end an attempt, as they stop `HFGenerate`; `model` may be None (scripted generators in tests)."""
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        return cls(tokenizer, chat_template_kwargs=chat_template_kwargs, multi_turn=multi_turn, eos_token_ids=eos)
+
     def ends_attempt(self, ids: Sequence[int]) -> bool:
         """True when a sampled attempt stopped by itself (its last token is an EOS id), False when the cap cut it."""
         return bool(ids) and ids[-1] in self.eos_token_ids

@@ -18,7 +18,7 @@ from typing import Any
 
 from .episodes import ChatTurns, EpisodeSpec, GenerateFn, HFGenerate, run_episodes
 from .feedback import get_feedback_provider
-from .metrics import attempt_accuracy, mean_pass_at_k
+from .metrics import attempt_accuracy, carry_forward, mean_pass_at_k
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +51,7 @@ def evaluate_self_correction(
     if attempts < 1:
         raise ValueError(f"`eval_attempts` must be at least 1; got {attempts}.")
     rows = [dict(row) for row in dataset]
-    generation_config = getattr(model, "generation_config", None)
-    turns = ChatTurns(
-        tokenizer,
-        chat_template_kwargs=chat_template_kwargs,
-        multi_turn=attempts > 1,
-        eos_token_ids=getattr(generation_config, "eos_token_id", None),
-    )
+    turns = ChatTurns.for_model(tokenizer, model, chat_template_kwargs, multi_turn=attempts > 1)
     prompt_ids = [turns.prompt_ids(row["prompt"]) for row in rows]
     was_training = model is not None and model.training
     if model is not None:
@@ -74,10 +68,8 @@ def evaluate_self_correction(
     )
     if model is not None:
         model.train(was_training)
-    # An attempt never made (the episode stopped) carries the last attempt's outcome forward.
-    correct_by_attempt = [
-        [bool(ep.attempt_correct[min(t, ep.num_attempts - 1)]) for ep in episodes] for t in range(attempts)
-    ]
+    filled = carry_forward([ep.attempt_correct for ep in episodes], attempts)  # per episode, per attempt
+    correct_by_attempt = [list(column) for column in zip(*filled)]  # per attempt, per episode
     table = attempt_accuracy(correct_by_attempt)
     for k in range(1, attempts + 1):
         table[f"succ_t{k}"] = sum(any(ep.attempt_correct[:k]) for ep in episodes) / len(episodes)
@@ -139,13 +131,7 @@ def evaluate_pass_at_k(
     if temperature <= 0:
         raise ValueError(f"pass@k needs sampling: `eval_sample_temperature` must be > 0; got {temperature}.")
     rows = [dict(row) for row in dataset]
-    generation_config = getattr(model, "generation_config", None)
-    turns = ChatTurns(
-        tokenizer,
-        chat_template_kwargs=chat_template_kwargs,
-        multi_turn=False,
-        eos_token_ids=getattr(generation_config, "eos_token_id", None),
-    )
+    turns = ChatTurns.for_model(tokenizer, model, chat_template_kwargs)
     contexts = [turns.prompt_ids(row["prompt"]) for row in rows for _ in range(num_samples)]
     generate = generate or HFGenerate(model, tokenizer, temperature=temperature, batch_size=batch_size)
     if model is not None:

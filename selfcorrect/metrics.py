@@ -48,6 +48,12 @@ def self_correction_metrics(correct_t1: Sequence[Any], correct_t2: Sequence[Any]
     }
 
 
+def carry_forward(correct: Sequence[Sequence[Any]], num_attempts: int) -> list[list[bool]]:
+    """Per episode, correctness at each of `num_attempts` attempts; an attempt never made (the episode stopped, e.g. at
+    its first correct answer) keeps the last attempt's outcome, so acc@tk becomes success within k attempts."""
+    return [[bool(c[min(k, len(c) - 1)]) for k in range(num_attempts)] for c in correct]
+
+
 def attempt_accuracy(correct_by_attempt: Sequence[Sequence[Any]]) -> dict[str, float]:
     """K attempts -> acc_t1..acc_tK, plus delta, delta_i2c and delta_c2i between the first and the last attempt."""
     attempts = [_as_bools(flags, f"attempt {k + 1}") for k, flags in enumerate(correct_by_attempt)]

@@ -385,9 +385,11 @@ def evaluate_self_verification(
     batch_size: int = 16,
     template: str | None = None,
     generate=None,
+    chat_template_kwargs: dict | None = None,
 ) -> dict[str, float]:
     """k = `num_samples` sampled answers per problem, `num_verifications` self-verifications of each; returns pass@1,
-    majority-vote accuracy, verification-weighted majority-vote accuracy and verification accuracy (`verify_*`)."""
+    majority-vote accuracy, verification-weighted majority-vote accuracy and verification accuracy (`verify_*`).
+    Prompts are rendered as training renders them (`chat_template_kwargs`, the model's EOS ids)."""
     from .episodes import ChatTurns, EpisodeSpec, HFGenerate, run_episodes
     from .feedback import get_feedback_provider
 
@@ -403,11 +405,9 @@ def evaluate_self_verification(
     was_training = model is not None and model.training
     if model is not None:
         model.eval()
-    render = lambda messages: list(  # noqa: E731
-        tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-    )
+    turns = ChatTurns.for_model(tokenizer, model, chat_template_kwargs)
+    render = turns.prompt_ids
     decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-    turns = ChatTurns(tokenizer, multi_turn=False)
     single = dict(feedback=get_feedback_provider("unary"), turns=turns)  # feedback never used with one attempt
     sample_rows = [row for row in rows for _ in range(num_samples)]
     samples = run_episodes(
@@ -471,6 +471,7 @@ def evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[st
         verify_max_new_tokens=script_args.eval_verify_max_new_tokens,
         batch_size=script_args.eval_batch_size,
         template=script_args.eval_verify_template,
+        chat_template_kwargs=script_args.eval_chat_template_kwargs,
     )
 
 

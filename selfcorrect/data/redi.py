@@ -41,7 +41,8 @@ def _text(completion: Any) -> str:
     return completion_text(completion)
 
 
-def _key(prompt: Any) -> str:
+def prompt_key(prompt: Any) -> str:
+    """A hashable key for a prompt (text, or chat messages as canonical JSON): traces of one problem share it."""
     return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
 
 
@@ -89,7 +90,7 @@ def build_redi_data(
     for row in traces:
         counts["traces"] += 1
         group = groups.setdefault(
-            _key(row["prompt"]), {"prompt": row["prompt"], "solution": row["solution"], "texts": []}
+            prompt_key(row["prompt"]), {"prompt": row["prompt"], "solution": row["solution"], "texts": []}
         )
         group["texts"].append((_text(row["completion"]), bool(row.get("truncated") or False)))
     counts["prompts"] = len(groups)
@@ -149,32 +150,37 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
 
 
 def sample_traces(
-    model, tokenizer, dataset, samples: int, max_new_tokens: int, temperature: float, top_p: float, batch_size: int
+    model,
+    tokenizer,
+    dataset,
+    samples: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    batch_size: int,
+    chat_template_kwargs: dict | None = None,
 ) -> list[dict[str, Any]]:
-    """`samples` sampled completions per problem of `dataset` (columns `prompt`, `solution`), one row per trace."""
-    from ..episodes import HFGenerate
+    """`samples` sampled completions per problem of `dataset` (columns `prompt`, `solution`), one row per trace.
+
+    Prompts are rendered and attempts ended as in training and evaluation (`ChatTurns.for_model`): a trace is
+    `truncated` when it does not end in one of the model's EOS ids."""
+    from ..episodes import ChatTurns, HFGenerate
 
     rows = [dict(row) for row in dataset]
-    contexts = [
-        list(
-            tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
-        )
-        for row in rows
-        for _ in range(samples)
-    ]
+    turns = ChatTurns.for_model(tokenizer, model, chat_template_kwargs)
+    contexts = [turns.prompt_ids(row["prompt"]) for row in rows for _ in range(samples)]
     model.eval()
     generate = HFGenerate(model, tokenizer, temperature=temperature, top_p=top_p, batch_size=batch_size)
     outputs: list[list[int]] = []
     for start in range(0, len(contexts), batch_size):
         outputs += generate(contexts[start : start + batch_size], max_new_tokens, 0)[0]
         logger.info("sampled %d / %d traces", len(outputs), len(contexts))
-    eos = tokenizer.eos_token_id
     return [
         {
             "prompt": rows[i // samples]["prompt"],
             "completion": tokenizer.decode(ids, skip_special_tokens=True),
             "solution": rows[i // samples]["solution"],
-            "truncated": eos not in ids,
+            "truncated": not turns.ends_attempt(ids),
         }
         for i, ids in enumerate(outputs)
     ]
@@ -247,6 +253,7 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
             options.redi_temperature,
             options.redi_top_p,
             script_args.eval_batch_size,
+            script_args.eval_chat_template_kwargs,
         )
         write_jsonl(traces, out_dir / "traces.jsonl")
     sft_rows, pair_rows, counts = build_redi_data(traces, options.redi_max_pairs_per_prompt)

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from .loading import DataError
-from .redi import sample_traces, write_jsonl
+from .redi import prompt_key, sample_traces, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -280,16 +280,6 @@ def _kind_balanced(mistakes: list[Mistake], rng: random.Random) -> list[Mistake]
 # --- rows ------------------------------------------------------------------------------------------------------------
 
 
-def _key(prompt: Any) -> str:
-    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
-
-
-def _text(completion: Any) -> str:
-    from ..rewards import completion_text
-
-    return completion_text(completion)
-
-
 def _provider(feedback: Any, template: str | None = None):
     from ..feedback import FeedbackProvider, FeedbackTemplateError, get_feedback_provider
 
@@ -360,7 +350,7 @@ def build_revision_rows(
     are its distinct own correct samples, then the gold-derived solution, at most `max_rows_per_problem` per source.
     The same arguments give the same rows. Problems whose gold answer does not parse are skipped.
     """
-    from ..rewards import check_gold_answers, extract_boxed, verify_answer
+    from ..rewards import check_gold_answers, completion_text, extract_boxed, verify_answer
 
     if source not in SOURCES:
         raise DataError(f"`--source` must be one of {', '.join(SOURCES)}; got {source!r}.")
@@ -408,8 +398,8 @@ def build_revision_rows(
     if use_self:
         tc = Counter(dict.fromkeys(TRACE_COUNTS, 0))
         for trace in traces:
-            by_prompt.setdefault(_key(trace["prompt"]), []).append(trace)
-        known = {_key(p["prompt"]) for p in problems}
+            by_prompt.setdefault(prompt_key(trace["prompt"]), []).append(trace)
+        known = {prompt_key(p["prompt"]) for p in problems}
         tc["traces"] = len(traces)
         tc["unmatched_traces"] = sum(len(v) for k, v in by_prompt.items() if k not in known)
         counts["traces"] = tc
@@ -420,7 +410,7 @@ def build_revision_rows(
         if index in bad_gold:
             continue
         gold = str(problem["solution"]).strip()
-        rng = random.Random(f"selfcorrect-revision-{seed}-{_key(problem['prompt'])}")
+        rng = random.Random(f"selfcorrect-revision-{seed}-{prompt_key(problem['prompt'])}")
         expression = problem.get(EXPRESSION_COLUMN)
         counts["problems_with_expression"] += expression_matches(parse_expression(expression), gold)
         gold_solution = correct_solution(gold, expression)
@@ -431,8 +421,8 @@ def build_revision_rows(
             own_wrong: list[str] = []
             seen: set[str] = set()
             tc = counts["traces"]
-            for trace in by_prompt.get(_key(problem["prompt"]), []):
-                text = _text(trace["completion"])
+            for trace in by_prompt.get(prompt_key(problem["prompt"]), []):
+                text = completion_text(trace["completion"])
                 if not text.strip():
                     tc["empty_traces"] += 1
                     continue
@@ -631,6 +621,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             options.revision_temperature,
             options.revision_top_p,
             script_args.eval_batch_size,
+            script_args.eval_chat_template_kwargs,
         )
         write_jsonl(traces, out_dir / "traces.jsonl")
     rows, counts = build_revision_rows(

@@ -42,7 +42,7 @@ from ..algos import (
 from ..episodes import ChatTurns, Episode, EpisodeSpec, judge_accuracy, max_episode_length, run_episodes
 from ..feedback import FEEDBACK, AttemptOutcome, FeedbackProvider, get_feedback_provider
 from ..guards import check_rewards_scored
-from ..metrics import self_correction_metrics
+from ..metrics import carry_forward, self_correction_metrics
 from ..verification import add_verifications, check_verification_fields
 
 
@@ -304,8 +304,7 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
         metrics = self._metrics[mode]
         correct = episodes["attempt_correct"]
         num_attempts = self.args.max_attempts
-        # An attempt never made (episode stopped at a correct answer) keeps the last attempt's outcome.
-        filled = [[bool(c[min(k, len(c) - 1)]) for k in range(num_attempts)] for c in correct]
+        filled = carry_forward(correct, num_attempts)  # (N, K) an attempt never made keeps the last outcome
         for k in range(num_attempts):
             metrics[f"selfcorrect/acc_t{k + 1}"].append(sum(f[k] for f in filled) / len(filled))
             made = rewards[:, k][~torch.isnan(rewards[:, k])]
