@@ -216,6 +216,34 @@ def aggregate_token_loss(
 # --- Negative-sample reinforcement (Zhu et al. 2025; OREAL, Lyu et al. 2025) --------------------------------------------
 
 ADVANTAGE_MODES = ("grpo", "psr", "nsr", "w_reinforce", "oreal")
+SIGN_WEIGHTED_MODES = ("psr", "nsr", "w_reinforce")  # modes that compose with any method's credit (sign weighting)
+
+
+def sign_weighted_advantages(advantages: torch.Tensor, mode: str, positive_weight: float = 0.1) -> torch.Tensor:
+    """Zhu et al.'s decomposition applied to any credit: positive and negative reinforcement weighted apart.
+
+    Any shape. "psr": positive advantages kept, negative ones 0; "nsr": negative advantages kept, positive ones 0;
+    "w_reinforce": positive advantages times `positive_weight` (lambda, paper 0.1), negative ones kept; "grpo" and
+    "oreal": unchanged (OREAL is a credit of its own, see `negative_sample_advantages`). On the +-1 correctness credit
+    this is exactly the paper's PSR / NSR / W-REINFORCE; on a method's own credit (SCoRe's shaped rewards, UFO's
+    returns, Critique-GRPO's mixed groups) it keeps or down-weights that method's positive credit.
+    """
+    if mode not in ADVANTAGE_MODES:
+        raise ValueError(f"advantage mode must be one of {ADVANTAGE_MODES}; got {mode!r}.")
+    if mode == "psr":
+        return advantages.clamp(min=0.0)
+    if mode == "nsr":
+        return advantages.clamp(max=0.0)
+    if mode == "w_reinforce":
+        return torch.where(advantages > 0, advantages * positive_weight, advantages)
+    return advantages
+
+
+def correctness_advantages(correct: torch.Tensor) -> torch.Tensor:
+    """REINFORCE on the verifier's verdict, no baseline: +1 correct, -1 wrong, 0 no sample (NaN). Any shape."""
+    made = ~torch.isnan(correct)
+    signed = torch.where(correct > 0.5, 1.0, -1.0)
+    return torch.where(made, signed, 0.0)
 
 
 def negative_sample_advantages(
@@ -231,6 +259,7 @@ def negative_sample_advantages(
     - "psr": +1 on correct samples, incorrect ones dropped (0).
     - "nsr": -1 on incorrect samples, correct ones dropped (0).
     - "w_reinforce": +`positive_weight` (lambda, paper 0.1) on correct, -1 on incorrect; no baseline, no std scaling.
+      (These three are `sign_weighted_advantages` of `correctness_advantages`.)
     - "oreal": +1 on correct samples (behaviour cloning), `negative_weight` (eta, 0.5) * (1 - p) * RLOO advantage on
       incorrect ones, where p is the group's pass rate and RLOO = r_i - mean of the other samples' rewards
       (= -c / (G - 1) for a wrong sample in a group with c correct); groups with p in {0, 1} are dropped.
@@ -238,36 +267,27 @@ def negative_sample_advantages(
     """
     if mode not in ADVANTAGE_MODES or mode == "grpo":
         raise ValueError(f"negative-sample mode must be one of {ADVANTAGE_MODES[1:]}; got {mode!r}.")
+    if mode in SIGN_WEIGHTED_MODES:
+        return sign_weighted_advantages(correctness_advantages(correct), mode, positive_weight)
     if correct.dim() == 2:
         columns = [
             negative_sample_advantages(correct[:, k], group_size, mode, positive_weight, negative_weight)
             for k in range(correct.size(1))
         ]
         return torch.stack(columns, dim=1)  # (N, K)
+    if correct.numel() % group_size:
+        raise ValueError(f"{correct.numel()} samples do not split into groups of {group_size}.")
     made = ~torch.isnan(correct)  # (N,)
     right = made & (correct > 0.5)
-    wrong = made & (correct <= 0.5)
-    advantages = torch.zeros_like(correct)  # (N,)
-    if mode == "psr":
-        advantages[right] = 1.0
-    elif mode == "nsr":
-        advantages[wrong] = -1.0
-    elif mode == "w_reinforce":
-        advantages[right] = positive_weight
-        advantages[wrong] = -1.0
-    else:  # oreal
-        if correct.numel() % group_size:
-            raise ValueError(f"{correct.numel()} samples do not split into groups of {group_size}.")
-        r = torch.where(made, right.float(), torch.nan).view(-1, group_size)  # (N/G, G) binary rewards
-        n = (~torch.isnan(r)).sum(dim=1, keepdim=True).float()  # (N/G, 1) samples made
-        c = torch.nansum(r, dim=1, keepdim=True)  # (N/G, 1) correct
-        p = c / n.clamp(min=1)  # (N/G, 1) pass rate
-        rloo = r - (c - torch.nan_to_num(r)) / (n - 1).clamp(min=1)  # (N/G, G) leave-one-out baseline
-        mixed = (p > 0) & (p < 1)  # (N/G, 1) groups with both outcomes
-        grouped = torch.where(r > 0.5, 1.0, negative_weight * (1 - p) * rloo)  # (N/G, G)
-        grouped = torch.where(mixed & ~torch.isnan(r), grouped, 0.0)
-        advantages = grouped.view(-1)
-    return advantages
+    r = torch.where(made, right.float(), torch.nan).view(-1, group_size)  # (N/G, G) binary rewards
+    n = (~torch.isnan(r)).sum(dim=1, keepdim=True).float()  # (N/G, 1) samples made
+    c = torch.nansum(r, dim=1, keepdim=True)  # (N/G, 1) correct
+    p = c / n.clamp(min=1)  # (N/G, 1) pass rate
+    rloo = r - (c - torch.nan_to_num(r)) / (n - 1).clamp(min=1)  # (N/G, G) leave-one-out baseline
+    mixed = (p > 0) & (p < 1)  # (N/G, 1) groups with both outcomes
+    grouped = torch.where(r > 0.5, 1.0, negative_weight * (1 - p) * rloo)  # (N/G, G)
+    grouped = torch.where(mixed & ~torch.isnan(r), grouped, 0.0)
+    return grouped.view(-1)  # (N,)
 
 
 # --- REDI: "Harnessing Negative Signals: Reinforcement Distillation" (Xu et al. 2025) ---------------------------------

@@ -98,6 +98,7 @@ def parse_methods(text: str | None) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Recipes: one per arm, identical except for the method's own fields.
+VERDICT_CREDIT_METHODS = ("ufo", "nsr")  # credit from verdicts only (`credit_reads_rewards()` is False)
 
 
 def recipe_values(method: str, opts: argparse.Namespace, output_dir: Path) -> dict[str, Any]:
@@ -114,7 +115,9 @@ def recipe_values(method: str, opts: argparse.Namespace, output_dir: Path) -> di
         arithmetic_levels=[1, 2],
         arithmetic_train_size=max(64, opts.batch_size * (opts.steps + opts.warmup_steps)),
         arithmetic_eval_size=1,
-        reward_funcs=list(opts.reward_funcs),
+        # UFO's return and NSR's +-lambda / -1 are made of the judge's verdicts: they accept only `accuracy` (the
+        # verdict itself, no extra math-verify call), which every arm computes anyway.
+        reward_funcs=["accuracy"] if method in VERDICT_CREDIT_METHODS else list(opts.reward_funcs),
         output_dir=str(output_dir),
         use_cpu=not cuda,
         bf16=False,
@@ -240,38 +243,13 @@ def build_baseline_trainer(values: dict[str, Any]):
     )
 
 
-def build_recipe_trainer(recipe: Path):
-    """The trainer `python -m selfcorrect.train --config recipe` builds (same parsing, loaders and registry)."""
-    from transformers import set_seed
-    from trl import get_peft_config
-
-    from .configs import parse_recipe
-    from .data import load_datasets
-    from .models import load_model, load_tokenizer
-    from .rewards import get_reward_funcs
-    from .train import get_trainer_class
-
-    model_args, data_args, script_args, training_args = parse_recipe(["--config", str(recipe)])
-    reward_funcs = get_reward_funcs(script_args.reward_funcs)
-    train_ds, _ = load_datasets(data_args, train=True, test=False)
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
-    set_seed(training_args.seed)
-    model = load_model(model_args, gradient_checkpointing=training_args.gradient_checkpointing)
-    return get_trainer_class(script_args.method)(
-        model=model,
-        reward_funcs=reward_funcs,
-        args=training_args,
-        train_dataset=train_ds,
-        processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-    )
-
-
 def run_child(recipe: Path, baseline: bool, warmup_steps: int, result_path: Path) -> dict[str, Any]:
     import torch
 
+    from .train import build_trainer
+
     values = yaml.safe_load(recipe.read_text())
-    trainer = build_baseline_trainer(values) if baseline else build_recipe_trainer(recipe)
+    trainer = build_baseline_trainer(values) if baseline else build_trainer(["--config", str(recipe)])[0]
     timer = _step_timer(count_generated_tokens(trainer))
     trainer.add_callback(timer)
     trainer.train()

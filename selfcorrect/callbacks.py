@@ -37,6 +37,8 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from .collective import any_rank
+
 logger = logging.getLogger(__name__)
 
 
@@ -64,11 +66,7 @@ class PreemptionCallback(TrainerCallback):
                 self._previous[signum] = signal.signal(signum, self._handle)
 
     def on_step_end(self, args, state, control, **kwargs):
-        requested = self.requested
-        if self.accelerator is not None and self.accelerator.num_processes > 1:
-            flag = torch.tensor([float(requested)], device=self.accelerator.device)
-            requested = bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
-        if requested:
+        if any_rank(self.accelerator, self.requested):
             control.should_save = True
             control.should_training_stop = True
             self.stopped_at = state.global_step

@@ -25,10 +25,6 @@ USAGE = """usage: selfcorrect {train,eval} --config RECIPE.yaml [--field value .
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .configs import RecipeError
-    from .data import DataError
-    from .models import ModelLoadError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
@@ -47,19 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"selfcorrect: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
         return 2
-    from .guards import NonFiniteTrainingError
-    from .plots import PlotError
-    from .rewards import RewardFunctionError
+    from .errors import run_reporting_errors
 
-    try:
-        run(rest)
-    except (RecipeError, DataError, ModelLoadError, PlotError) as exc:
-        print(f"selfcorrect: error: {exc}", file=sys.stderr)
-        return 2
-    except (RewardFunctionError, NonFiniteTrainingError) as exc:  # mid-run: the last checkpoint is kept
-        print(f"selfcorrect: training stopped: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_reporting_errors(run, rest)
 
 
 if __name__ == "__main__":

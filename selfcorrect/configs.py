@@ -202,14 +202,10 @@ class ScriptArgs:
 
 
 def _method_configs() -> dict[str, type]:
-    """Trainer config class per method; each trainer family registers here."""
-    registry: dict[str, type] = {"grpo": GRPOConfig}
-    try:
-        from .trainers import TRAINER_CONFIGS
-    except ImportError:  # trainers not importable (should not happen in an install); plain GRPO still works
-        return registry
-    registry.update(TRAINER_CONFIGS)
-    return registry
+    """Trainer config class per method (`selfcorrect.trainers.TRAINER_CONFIGS`, where each trainer family registers)."""
+    from .trainers import TRAINER_CONFIGS
+
+    return TRAINER_CONFIGS
 
 
 def recipe_dataclasses(method: str) -> tuple[type, ...]:

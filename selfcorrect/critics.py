@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .feedback import AttemptOutcome, FeedbackProvider, IndicativeFeedback, check_template, fill_template
+from .rewards import question_text
 
 logger = logging.getLogger("selfcorrect")
 
@@ -439,17 +440,6 @@ def build_critic(settings: Any, self_generate: Callable | None = None, device: A
         api_key=api_key,
         **common,
     )
-
-
-def question_text(prompt: Any) -> str:
-    """The question of a prompt: the last user message of a conversation, or the prompt string itself."""
-    if isinstance(prompt, list):
-        users = [m for m in prompt if m.get("role") == "user"]
-        content = (users or prompt)[-1].get("content", "")
-        if isinstance(content, list):  # typed content blocks
-            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
-        return str(content)
-    return str(prompt)
 
 
 class CritiqueFeedback(FeedbackProvider):

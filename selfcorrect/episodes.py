@@ -45,6 +45,12 @@ def judge_accuracy(text: str, row: dict[str, Any]) -> bool | None:
     return verify_answer(row["solution"], extract_boxed(text) or "")
 
 
+def attempt_verdict(judged: bool | None, truncated: bool) -> bool | None:
+    """An attempt's verdict: the judge's, except that an attempt cut off by the token cap is wrong (its answer may be
+    a fragment of a longer one). None (a gold that does not parse) stays None. The one home of this rule."""
+    return False if truncated and judged else judged
+
+
 @dataclass
 class Episode:
     """One rollout: token ids, the loss mask's environment part, and per-attempt bookkeeping."""
@@ -56,7 +62,8 @@ class Episode:
     attempt_spans: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of each attempt
     attempt_texts: list[str] = field(default_factory=list)
     attempt_answers: list[str | None] = field(default_factory=list)
-    attempt_correct: list[bool | None] = field(default_factory=list)
+    attempt_correct: list[bool | None] = field(default_factory=list)  # the verdict: judged, truncated = wrong
+    attempt_judged: list[bool | None] = field(default_factory=list)  # the judge's own output (accuracy reward)
     attempt_truncated: list[bool] = field(default_factory=list)
     feedback_texts: list[str] = field(default_factory=list)
 
@@ -193,12 +200,12 @@ def run_episodes(
             episode.attempt_spans.append((start, start + len(ids)))
             text = decode(ids)
             answer = extract_boxed(text)
-            correct = judge(text, rows[i])
-            if truncated and correct:
-                correct = False  # an attempt cut off by the cap is scored as wrong
+            judged = judge(text, rows[i])
+            correct = attempt_verdict(judged, truncated)
             episode.attempt_texts.append(text)
             episode.attempt_answers.append(answer)
             episode.attempt_correct.append(correct)
+            episode.attempt_judged.append(judged)
             episode.attempt_truncated.append(truncated)
             if attempt + 1 == spec.max_attempts or (spec.stop_on_correct and correct):
                 continue

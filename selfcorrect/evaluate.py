@@ -351,6 +351,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 if __name__ == "__main__":
     import sys
 
-    from .cli import main as cli_main
+    from .errors import run_reporting_errors
 
-    sys.exit(cli_main(["eval", *sys.argv[1:]]))
+    sys.exit(run_reporting_errors(main, sys.argv[1:]))

@@ -5,9 +5,13 @@
   after `max_nonfinite_steps` skipped steps in a row the run stops with `NonFiniteTrainingError`. Skipped steps are
   logged as `selfcorrect/skipped_steps`. Under DeepSpeed ZeRO the engine owns the (partitioned) gradients, the guard
   sees none of them, and DeepSpeed's own overflow handling applies.
-- `RewardBatchGuard` (a `GRPOTrainer` mixin): a batch in which every reward function returned None for every sample is
-  an error, not a batch of zero rewards (TRL's default), since it means the scoring is broken, e.g. gold answers that
-  cannot be parsed or a reward function that never applies.
+- `UnscoredBatches` / `RewardBatchGuard` (a `GRPOTrainer` mixin): a batch in which every reward function returned
+  None for every sample follows the non-finite step's policy. TRL warns (its own per-row warning, kept) and trains on
+  zero rewards, which gives every sample advantage 0: no policy gradient. We add a warning naming the functions and
+  the count, make sure the batch's advantages are 0 in every trainer (a verdict-based credit would otherwise push
+  down every "wrong" sample of an unscorable batch), and stop the run with `RewardFunctionError` after
+  `max_unscored_batches` (default 3) such batches in a row, since that means the scoring is broken (gold answers that
+  do not parse, a reward function that never applies).
 - `last_complete_checkpoint(output_dir)`: the newest `checkpoint-N` whose `trainer_state.json` (written last by the
   Trainer, after model, optimizer, scheduler and RNG states) is present and valid, so a crash while a checkpoint is
   being written resumes from the previous one instead of failing to load a partial one.
@@ -23,6 +27,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from .collective import any_rank
 from .rewards import RewardFunctionError
 
 logger = logging.getLogger(__name__)
@@ -43,16 +48,10 @@ class NonFiniteGradientGuard(TrainerCallback):
         self.consecutive = 0
         self.skipped_steps: list[int] = []
 
-    def _any_rank(self, flag: bool) -> bool:
-        if self.accelerator is None or self.accelerator.num_processes == 1:
-            return flag
-        value = torch.tensor([float(flag)], device=self.accelerator.device)
-        return bool(self.accelerator.reduce(value, reduction="sum").item() > 0)
-
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         params = [p for p in model.parameters() if p.grad is not None] if model is not None else []
         local_bad = any(not torch.isfinite(p.grad).all() for p in params)
-        if not self._any_rank(local_bad):
+        if not any_rank(self.accelerator, local_bad):
             self.consecutive = 0
             return
         for p in params:  # torch optimizers skip parameters without a gradient: weights and moments stay as they are
@@ -78,22 +77,60 @@ class NonFiniteGradientGuard(TrainerCallback):
             logs["selfcorrect/skipped_steps"] = float(len(self.skipped_steps))
 
 
+class UnscoredBatches:
+    """Count generation batches that no reward function scored; warn on each, raise after `limit` in a row."""
+
+    def __init__(self, limit: int = 3):
+        if limit < 1:
+            raise ValueError(f"`max_unscored_batches` must be at least 1; got {limit}.")
+        self.limit = limit
+        self.in_a_row = 0
+        self.total = 0
+
+    def check(self, rewards_per_func: torch.Tensor, names: list[str]) -> bool:
+        """(N, F) gathered rewards, NaN where a function returned None. True: this batch is unscored (warned)."""
+        if not rewards_per_func.numel() or not torch.isnan(rewards_per_func).all():
+            self.in_a_row = 0
+            return False
+        self.in_a_row += 1
+        self.total += 1
+        if self.in_a_row >= self.limit:
+            check_rewards_scored(rewards_per_func, names, in_a_row=self.in_a_row)
+        logger.warning(
+            "every reward function (%s) returned None for all %d samples of this batch: it contributes no policy "
+            "gradient (%d such batches in a row; the run stops at `max_unscored_batches` = %d)",
+            ", ".join(names),
+            rewards_per_func.size(0),
+            self.in_a_row,
+            self.limit,
+        )
+        return True
+
+
 class RewardBatchGuard:
-    """Mixin for `GRPOTrainer` subclasses: raise when no reward function scored any sample of a batch."""
+    """Mixin for `GRPOTrainer` subclasses: the unscored-batch policy of `UnscoredBatches` (TRL's zero rewards already
+    give such a batch advantage 0)."""
+
+    @property
+    def unscored_batches(self) -> UnscoredBatches:
+        if "_unscored_batches" not in self.__dict__:
+            self._unscored_batches = UnscoredBatches(getattr(self.args, "max_unscored_batches", 3))
+        return self._unscored_batches
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (N, F)
-        check_rewards_scored(rewards_per_func, [getattr(f, "__name__", str(f)) for f in self.reward_funcs])
+        self.unscored_batches.check(rewards_per_func, [getattr(f, "__name__", str(f)) for f in self.reward_funcs])
         return rewards_per_func
 
 
-def check_rewards_scored(rewards_per_func: torch.Tensor, names: list[str]) -> None:
+def check_rewards_scored(rewards_per_func: torch.Tensor, names: list[str], in_a_row: int = 1) -> None:
     """(N, F) gathered rewards with NaN where a function returned None: all NaN is an error naming the functions."""
     if rewards_per_func.numel() and torch.isnan(rewards_per_func).all():
         raise RewardFunctionError(
             f"every reward function ({', '.join(names)}) returned None for all {rewards_per_func.size(0)} samples of "
-            "this batch, so no sample has a reward; TRL would train on zeros. Check that the gold answers parse "
-            "(`solution_column`) and that the reward functions apply to this data."
+            f"{'this batch' if in_a_row == 1 else f'{in_a_row} batches in a row'}, so no sample has a reward. Check "
+            "that the gold answers parse (`solution_column`) and that the reward functions apply to this data, or "
+            "raise `max_unscored_batches`."
         )
 
 

@@ -92,6 +92,16 @@ def completion_text(completion: Any) -> str:
     return "" if completion is None else str(completion)
 
 
+def question_text(prompt: Any) -> str:
+    """The question of a dataset prompt: the last user message of a conversation (the last message when none is from
+    the user), or the prompt string itself. Used by critique, refinement and verification prompts alike."""
+    if isinstance(prompt, list | tuple):
+        messages = [m for m in prompt if isinstance(m, dict)]
+        users = [m for m in messages if m.get("role") == "user"]
+        return _content_text((users or messages)[-1].get("content")) if messages else ""
+    return "" if prompt is None else str(prompt)
+
+
 _BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
@@ -322,17 +332,22 @@ def check_gold_answers(solutions: Sequence[Any]) -> list[int]:
 # --- reward functions --------------------------------------------------------------------------------------------------
 
 
-def accuracy_reward(completions: list, solution: list[str], **kwargs: Any) -> list[float | None]:
+def accuracy_reward(
+    completions: list, solution: list[str], judged_correct: list[bool | None] | None = None, **kwargs: Any
+) -> list[float | None]:
     """1.0 if the last `\\boxed{}` answer is equivalent to the gold `solution`, 0.0 if it is wrong, missing or empty,
-    None if the gold does not parse."""
+    None if the gold does not parse.
+
+    `judged_correct`: a multi-attempt trainer passes its judge's verdict on each attempt (math-verify already ran in
+    the rollout, for early stop and feedback), and the reward is that verdict: math-verify runs once per attempt."""
     if len(completions) != len(solution):
         raise ValueError(f"{len(completions)} completions but {len(solution)} solutions.")
-    rewards: list[float | None] = []
-    for completion, gold in zip(completions, solution):
-        answer = extract_boxed(completion_text(completion)) or ""
-        result = verify_answer(gold, answer)
-        rewards.append(None if result is None else float(result))
-    return rewards
+    verdicts = judged_correct or [_verify_completion(c, gold) for c, gold in zip(completions, solution)]
+    return [None if verdict is None else float(verdict) for verdict in verdicts]
+
+
+def _verify_completion(completion: Any, gold: str) -> bool | None:
+    return verify_answer(gold, extract_boxed(completion_text(completion)) or "")
 
 
 def format_reward(completions: list, **kwargs: Any) -> list[float]:
@@ -340,18 +355,20 @@ def format_reward(completions: list, **kwargs: Any) -> list[float]:
     return [1.0 if (extract_boxed(completion_text(c)) or "").strip() else 0.0 for c in completions]
 
 
-def outcome_reward(completions: list, solution: list[str], **kwargs: Any) -> list[float | None]:
+def outcome_reward(
+    completions: list, solution: list[str], judged_correct: list[bool | None] | None = None, **kwargs: Any
+) -> list[float | None]:
     """RISE's outcome verifier (Liu et al. 2025): 1.0 boxed and correct, -0.5 boxed but wrong, -1.0 no (or an empty)
-    `\\boxed{}` answer; None if the gold does not parse."""
+    `\\boxed{}` answer; None if the gold does not parse. `judged_correct`: as in `accuracy_reward`."""
     from .algos import outcome_score
 
     if len(completions) != len(solution):
         raise ValueError(f"{len(completions)} completions but {len(solution)} solutions.")
+    verdicts = judged_correct or [_verify_completion(c, gold) for c, gold in zip(completions, solution)]
     rewards: list[float | None] = []
-    for completion, gold in zip(completions, solution):
+    for completion, verdict in zip(completions, verdicts):
         answer = (extract_boxed(completion_text(completion)) or "").strip()
-        result = verify_answer(gold, answer)
-        rewards.append(None if result is None else outcome_score(bool(answer), result))
+        rewards.append(None if verdict is None else outcome_score(bool(answer), verdict))
     return rewards
 
 

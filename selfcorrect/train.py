@@ -60,20 +60,22 @@ def save_learning_curves_after_training(output_dir: str) -> None:
         print(f"saved {path} (redraw with `selfcorrect plot {output_dir}`)", flush=True)
 
 
-def main(argv: list[str] | None = None):
+def build_trainer(argv: list[str] | None, trainer_cls: type | None = None):
+    """The trainer a recipe describes, built as `selfcorrect train` builds it: (trainer, (model_args, data_args,
+    script_args, training_args), test split or None). The one place that turns a recipe into a trainer: training,
+    the bench and the tests all use it. `trainer_cls`: a subclass of the `method`'s trainer to build instead.
+
+    Everything that can fail on bad input (recipe, launch, data, reward functions) is checked before the model loads.
+    """
     from transformers import set_seed
     from trl import get_peft_config
 
-    from .callbacks import LogHistoryCallback, PreemptionCallback, use_compact_console
     from .configs import parse_recipe
     from .data import load_completion_dataset, load_datasets
-    from .guards import NonFiniteGradientGuard, last_complete_checkpoint
     from .launch_utils import check_launch_matches_recipe
     from .models import load_model, load_tokenizer
     from .rewards import get_reward_funcs
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Everything that can fail on bad input is checked before the model is loaded.
     model_args, data_args, script_args, training_args = parse_recipe(argv)
     check_launch_matches_recipe(training_args)
     offline_columns = OFFLINE_METHODS.get(script_args.method)
@@ -83,22 +85,32 @@ def main(argv: list[str] | None = None):
     if offline_columns:  # SFT / REDI: (prompt, traces) rows; no reward functions
         train_ds = load_completion_dataset(data_args, offline_columns)
         _, test_ds = load_datasets(data_args, train=False, test=need_test)
+        rewards = {}
     else:
-        reward_funcs = get_reward_funcs(script_args.reward_funcs)
+        rewards = {"reward_funcs": get_reward_funcs(script_args.reward_funcs)}
         train_ds, test_ds = load_datasets(data_args, train=True, test=need_test)
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     set_seed(training_args.seed)
-
     model = load_model(model_args, gradient_checkpointing=training_args.gradient_checkpointing)
-    trainer_cls = get_trainer_class(script_args.method)
-    trainer = trainer_cls(
+    trainer = (trainer_cls or get_trainer_class(script_args.method))(
         model=model,
-        **({} if offline_columns else {"reward_funcs": reward_funcs}),
+        **rewards,
         args=training_args,
         train_dataset=train_ds,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
+    return trainer, (model_args, data_args, script_args, training_args), test_ds
+
+
+def main(argv: list[str] | None = None):
+    from .callbacks import LogHistoryCallback, PreemptionCallback, use_compact_console
+    from .guards import NonFiniteGradientGuard, last_complete_checkpoint
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    trainer, recipe, test_ds = build_trainer(argv)
+    model_args, data_args, script_args, training_args = recipe
+    tokenizer = trainer.processing_class
     if "wandb" in (training_args.report_to or []) and trainer.accelerator.is_main_process:
         from .tracking import init_wandb_run
 
@@ -156,6 +168,6 @@ def main(argv: list[str] | None = None):
 if __name__ == "__main__":
     import sys
 
-    from .cli import main as cli_main
+    from .errors import run_reporting_errors
 
-    sys.exit(cli_main(["train", *sys.argv[1:]]))
+    sys.exit(run_reporting_errors(main, sys.argv[1:]))

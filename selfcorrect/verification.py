@@ -37,9 +37,8 @@ from .algos import (
     verification_rewards,
     weighted_vote,
 )
-from .feedback import check_template as check_template_slots
-from .feedback import fill_template
-from .rewards import completion_text, extract_boxed, verify_answer
+from .feedback import check_template, fill_template
+from .rewards import completion_text, extract_boxed, question_text, verify_answer
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +56,12 @@ DEFAULT_VERIFICATION_TEMPLATE = (
 TEMPLATE_FIELDS = ("question", "response")
 
 
-def check_template(template: str | None, field_name: str = "verification_template") -> str:
+def verification_template(template: str | None, field_name: str = "verification_template") -> str:
     """The template to use (None: the default); raises ValueError naming `field_name` if a slot is missing or unknown,
     or if the template never asks for a boxed rating."""
     template = DEFAULT_VERIFICATION_TEMPLATE if template is None else template
     slots = frozenset(TEMPLATE_FIELDS)
-    check_template_slots(template, slots, field_name, allowed=slots)
+    check_template(template, slots, field_name, allowed=slots)
     if "\\boxed" not in template:
         raise ValueError(f"`{field_name}` must ask for the rating inside \\boxed{{}} (RISE's rubric).")
     return template
@@ -71,14 +70,6 @@ def check_template(template: str | None, field_name: str = "verification_templat
 def verification_messages(question: str, response: str, template: str) -> list[dict[str, str]]:
     """The verification prompt as a one-turn conversation."""
     return [{"role": "user", "content": fill_template(template, question=question, response=response)}]
-
-
-def question_text(prompt: Any) -> str:
-    """The question of a dataset prompt: the last user message of a conversation, or the text itself."""
-    if isinstance(prompt, list):
-        users = [m for m in prompt if m.get("role") == "user"]
-        return completion_text([{**users[-1], "role": "assistant"}]) if users else ""
-    return str(prompt)
 
 
 _FRACTION = re.compile(r"^([+-]?)\\[dt]?frac\{([+-]?\d+)\}\{(\d+)\}$")
@@ -121,7 +112,7 @@ def check_verification_fields(args) -> None:
         raise ValueError(f"`verification_solutions` (B_v) must be >= 0 (0: no verification); got {b_v}.")
     if b_v == 0:
         return
-    check_template(args.verification_template)
+    verification_template(args.verification_template)
     if n < 2:
         raise ValueError(
             f"`verification_generations` (n) must be at least 2: the n verifications of one solution form its group, "
@@ -284,7 +275,7 @@ def add_verifications(trainer, inputs: list[dict[str, Any]], output: dict[str, A
     generator = torch.Generator().manual_seed(args.seed * 1_000_003 + trainer._verification_round)
     picks = select_spread(len(records), trainer.num_generations, b_v, generator)  # (B_v,)
     mine = picks[rank * per_rank : (rank + 1) * per_rank].tolist()
-    template = check_template(args.verification_template)
+    template = verification_template(args.verification_template)
     rows = [
         {
             "prompt": verification_messages(records[i][0], records[i][1], template),
@@ -399,7 +390,7 @@ def evaluate_self_verification(
         )
     if temperature <= 0:
         raise ValueError(f"verification voting samples answers: the temperature must be > 0; got {temperature}.")
-    template = check_template(template, "eval_verify_template")
+    template = verification_template(template, "eval_verify_template")
     rows = [dict(row) for row in dataset]
     generate = generate or HFGenerate(model, tokenizer, temperature=temperature, batch_size=batch_size)
     was_training = model is not None and model.training
@@ -505,4 +496,4 @@ def check_eval_verify_fields(script_args) -> None:
             f"verification voting samples answers: `eval_sample_temperature` must be > 0; got "
             f"{script_args.eval_sample_temperature}."
         )
-    check_template(script_args.eval_verify_template, "eval_verify_template")
+    verification_template(script_args.eval_verify_template, "eval_verify_template")

@@ -50,25 +50,9 @@ def write_recipe(tmp_path: Path, model_dir: Path, **fields) -> Path:
 
 def build_trainer(recipe: Path, trainer_cls=None):
     """The trainer `selfcorrect.train` would build from a recipe (optionally a subclass), without training."""
-    from trl import get_peft_config
+    from selfcorrect.train import build_trainer as build
 
-    from selfcorrect.configs import parse_recipe
-    from selfcorrect.data import load_datasets
-    from selfcorrect.models import load_model, load_tokenizer
-    from selfcorrect.rewards import get_reward_funcs
-    from selfcorrect.train import get_trainer_class
-
-    model_args, data_args, script_args, args = parse_recipe(["--config", str(recipe)])
-    train_ds, _ = load_datasets(data_args, test=False)
-    trainer_cls = trainer_cls or get_trainer_class(script_args.method)
-    return trainer_cls(
-        model=load_model(model_args),
-        reward_funcs=get_reward_funcs(script_args.reward_funcs),
-        args=args,
-        train_dataset=train_ds,
-        processing_class=load_tokenizer(model_args.model_name_or_path),
-        peft_config=get_peft_config(model_args),
-    )
+    return build(["--config", str(recipe)], trainer_cls)[0]
 
 
 def parity_judge(text, row):

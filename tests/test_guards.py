@@ -1,4 +1,4 @@
-"""Hardening: non-finite steps are skipped then stop the run, an unscored batch is an error, checkpoints resume exactly."""
+"""Hardening: non-finite steps are skipped then stop the run, so do unscored batches, checkpoints resume exactly."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from selfcorrect.guards import (
     NonFiniteGradientGuard,
     NonFiniteTrainingError,
+    UnscoredBatches,
     check_rewards_scored,
     last_complete_checkpoint,
 )
@@ -34,10 +35,40 @@ def test_check_rewards_scored_names_the_functions():
         check_rewards_scored(torch.tensor([[nan, nan], [nan, nan]]), ["a", "b"])
 
 
+def test_unscored_batches_counts_in_a_row_and_resets():
+    nan = float("nan")
+    unscored, scored = torch.full((2, 1), nan), torch.tensor([[nan], [1.0]])
+    policy = UnscoredBatches(limit=2)
+    assert policy.check(unscored, ["f"]) and not policy.check(scored, ["f"])  # a scored batch resets the count
+    assert policy.check(unscored, ["f"]) and policy.in_a_row == 1
+    with pytest.raises(RewardFunctionError, match=r"\(f\) returned None for all 2 samples of 2 batches in a row"):
+        policy.check(unscored, ["f"])
+    assert policy.total == 3
+
+
 @pytest.mark.parametrize("fields", [dict(method="grpo"), SCORE], ids=["grpo", "score"])
-def test_a_batch_nobody_scored_is_an_error_not_zero_rewards(tmp_path, tiny_model_dir, fields):
+def test_an_unscored_batch_warns_and_trains_nothing_as_in_trl(tmp_path, tiny_model_dir, fields, caplog):
+    """TRL's GRPOTrainer warns and trains on zero rewards (advantage 0); ours does the same, then stops the run after
+    `max_unscored_batches` such batches in a row (before 2026-11-30: an error at the first one)."""
     recipe = write_recipe(tmp_path, tiny_model_dir, reward_funcs=["tests.test_guards:never_scores"], **fields)
-    with pytest.raises(RewardFunctionError, match="never_scores"):
+    trainer = build_trainer(recipe)
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
+    trainer.model.train()
+    with caplog.at_level("WARNING"):
+        out = trainer._generate_and_score_completions(rows)
+    assert out["advantages"].abs().sum() == 0  # no policy gradient
+    assert "All reward functions returned None" in caplog.text  # TRL's own warning, as TRL users expect
+    assert "never_scores" in caplog.text and "contributes no policy gradient" in caplog.text
+    trainer._generate_and_score_completions(rows)
+    with pytest.raises(RewardFunctionError, match="never_scores.*3 batches in a row"):
+        trainer._generate_and_score_completions(rows)
+
+
+def test_unscored_batches_stop_a_run_at_the_limit(tmp_path, tiny_model_dir):
+    recipe = write_recipe(
+        tmp_path, tiny_model_dir, reward_funcs=["tests.test_guards:never_scores"], max_unscored_batches=2, **SCORE
+    )
+    with pytest.raises(RewardFunctionError, match="never_scores.*2 batches in a row"):
         train_main(["--config", str(recipe)])
 
 

@@ -34,6 +34,7 @@ def test_each_mode_trains_every_parameter(tmp_path, tiny_model_dir, mode):
         tiny_model_dir,
         method="nsr",
         advantage_mode=mode,
+        reward_funcs=["accuracy"],  # the verdict: the only reward a verdict-only credit accepts
         max_attempt_length=8,
         num_generations=8,
         per_device_train_batch_size=8,
@@ -55,6 +56,7 @@ def test_w_reinforce_advantages_per_token(tmp_path, tiny_model_dir):
         method="nsr",
         advantage_mode="w_reinforce",
         positive_weight=0.25,
+        reward_funcs=["accuracy"],
         max_attempt_length=8,
     )
     trainer = _eos_biased(build_trainer(recipe, ScriptedNSR))
@@ -68,17 +70,27 @@ def test_w_reinforce_advantages_per_token(tmp_path, tiny_model_dir):
         assert out["advantages"][b, start:end].tolist() == [expected] * (end - start)
 
 
-def test_score_with_nsr_applies_per_attempt(tmp_path, tiny_model_dir):
+class RecordingSCoRe(ScriptedSCoRe):
+    def attempt_advantages(self, rewards, episodes):
+        self.method_credit = super().attempt_advantages(rewards, episodes)  # (N, K)
+        return self.method_credit
+
+
+def test_score_with_nsr_keeps_scores_negative_credit(tmp_path, tiny_model_dir):
+    """SCoRe + NSR: SCoRe's own (shaped) credit with its positive part dropped, on every attempt's tokens. Before
+    2026-11-30 the mode silently replaced SCoRe's credit with -1 on every wrong attempt."""
     recipe = write_recipe(
         tmp_path, tiny_model_dir, method="score", advantage_mode="nsr", max_attempt_length=8, max_completion_length=96
     )
-    trainer = _eos_biased(build_trainer(recipe, ScriptedSCoRe))
+    trainer = _eos_biased(build_trainer(recipe, RecordingSCoRe))
     rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
     trainer.model.train()
     out = trainer._generate_and_score_completions(rows)
+    assert (trainer.method_credit > 0).any()  # varied rewards: SCoRe gives some attempts positive credit
+    expected = trainer.method_credit.clamp(max=0.0)  # (8, 2)
     for b, row in enumerate(rows):
-        for (start, end), correct in zip(row["attempt_spans"], row["attempt_correct"]):
-            assert out["advantages"][b, start:end].tolist() == [0.0 if correct else -1.0] * (end - start)
+        for k, (start, end) in enumerate(row["attempt_spans"]):
+            assert out["advantages"][b, start:end].tolist() == pytest.approx([expected[b, k].item()] * (end - start))
 
 
 @pytest.mark.parametrize(

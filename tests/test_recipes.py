@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from selfcorrect.configs import load_recipe_file, parse_recipe, recipe_dataclasses
+from selfcorrect.train import build_trainer
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 DEMO_RECIPES = sorted((RECIPES / "demo").glob("*.yaml"))
@@ -282,40 +283,6 @@ GPU_STAND_IN = dict(use_vllm=False, bf16=False, fp16=False, use_cpu=True, report
 NOT_COMPARED = {"model_name_or_path", "dataset_name", "eval_dataset_name", "output_dir", *GPU_STAND_IN}
 
 
-def build_like_train(argv: list[str]):
-    """Parse, load data and model and build the trainer exactly as `selfcorrect.train.main` does, without training."""
-    from trl import get_peft_config
-
-    from selfcorrect.data import load_completion_dataset, load_datasets
-    from selfcorrect.launch_utils import check_launch_matches_recipe
-    from selfcorrect.models import load_model, load_tokenizer
-    from selfcorrect.rewards import get_reward_funcs
-    from selfcorrect.train import OFFLINE_METHODS, get_trainer_class
-
-    model_args, data_args, script_args, training_args = parse_recipe(argv)
-    check_launch_matches_recipe(training_args)
-    offline_columns = OFFLINE_METHODS.get(script_args.method)
-    need_test = (
-        script_args.eval_before_training or script_args.eval_after_training or script_args.selfcorrect_eval_steps > 0
-    )
-    if offline_columns:
-        train_ds = load_completion_dataset(data_args, offline_columns)
-        _, test_ds = load_datasets(data_args, train=False, test=need_test)
-    else:
-        reward_funcs = get_reward_funcs(script_args.reward_funcs)
-        train_ds, test_ds = load_datasets(data_args, train=True, test=need_test)
-    model = load_model(model_args, gradient_checkpointing=training_args.gradient_checkpointing)
-    trainer = get_trainer_class(script_args.method)(
-        model=model,
-        **({} if offline_columns else {"reward_funcs": reward_funcs}),
-        args=training_args,
-        train_dataset=train_ds,
-        processing_class=load_tokenizer(model_args.model_name_or_path),
-        peft_config=get_peft_config(model_args),
-    )
-    return trainer, (model_args, data_args, script_args, training_args), test_ds
-
-
 @pytest.mark.parametrize("recipe", GPU_RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_gpu_recipe_builds_its_trainer(recipe, tmp_path, tiny_model_dir):
     import dataclasses
@@ -328,7 +295,7 @@ def test_gpu_recipe_builds_its_trainer(recipe, tmp_path, tiny_model_dir):
     overrides = {k: v for k, v in GPU_STAND_IN.items() if k in fields}
     overrides.update(_data_overrides(values, tmp_path / "data"))
     overrides.update(model_name_or_path=str(tiny_model_dir), output_dir=str(tmp_path / "out"))
-    trainer, parsed, test_ds = build_like_train(_argv(recipe, overrides))
+    trainer, parsed, test_ds = build_trainer(_argv(recipe, overrides))
 
     assert type(trainer) is TRAINERS[method] and type(trainer.args) is TRAINER_CONFIGS[method]
     assert not getattr(trainer.args, "use_vllm", False) and trainer.args.use_cpu

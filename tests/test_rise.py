@@ -23,10 +23,10 @@ from selfcorrect.rewards import outcome_reward
 from selfcorrect.train import main as train_main
 from selfcorrect.verification import (
     DEFAULT_VERIFICATION_TEMPLATE,
-    check_template,
     concat_batches,
     parse_rating,
     verification_reward,
+    verification_template,
 )
 from tests.helpers import build_trainer, write_recipe
 
@@ -96,11 +96,11 @@ def test_template_states_the_rubric_and_bad_templates_fail():
     for rule in ("- 1 if", "- -0.5 if", "- -1 if", "\\boxed{}"):
         assert rule in text
     with pytest.raises(ValueError, match=r"verification_template.*must contain the placeholder\(s\) \['response'\]"):
-        check_template("Rate {question} in \\boxed{}.")
+        verification_template("Rate {question} in \\boxed{}.")
     with pytest.raises(ValueError, match=r"unknown placeholder\(s\) \['answer'\]"):
-        check_template("{question} {response} {answer} \\boxed{}")
+        verification_template("{question} {response} {answer} \\boxed{}")
     with pytest.raises(ValueError, match="boxed"):
-        check_template("Is {response} a right answer to {question}?")
+        verification_template("Is {response} a right answer to {question}?")
 
 
 @pytest.mark.parametrize(
@@ -191,12 +191,18 @@ def test_concat_batches_pads_and_counts_tokens():
 # --- the trainer -----------------------------------------------------------------------------------------------------
 
 
-def test_verification_rows_join_the_batch(tmp_path, tiny_model_dir, monkeypatch):
+@pytest.mark.parametrize(
+    "composed",
+    [{}, dict(advantage_mode="w_reinforce", positive_advantage_scale=3.0, reward_funcs=["accuracy"])],
+    ids=["grpo", "w_reinforce+r3l"],
+)
+def test_verification_rows_join_the_batch(tmp_path, tiny_model_dir, monkeypatch, composed):
     """A real batch of 2 groups of 4 solutions: 4 solutions (2 per group) get 2 verifications each; the verification
     rows carry the verified solution in their prompt, group-relative advantages over their 2 verifications, full loss
-    masks, and count in `num_items_in_batch`."""
+    masks, and count in `num_items_in_batch`. An advantage mode and R3L act on the solutions' credit only: the
+    verification rows keep TRL's group advantages (the README's composition table, RISE column)."""
     monkeypatch.setattr(verification, "parse_rating", scripted_rating)
-    recipe = write_recipe(tmp_path, tiny_model_dir, scale_rewards="none", beta=0.01, **RISE)
+    recipe = write_recipe(tmp_path, tiny_model_dir, scale_rewards="none", beta=0.01, **{**RISE, **composed})
     trainer = build_trainer(recipe)
     rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]  # 2 groups of 4, the RepeatSampler's order
     trainer.model.train()

@@ -117,7 +117,13 @@ def test_ufo_two_steps_with_early_stop(tmp_path, tiny_model_dir):
             return parity_judge(text, row)
 
     recipe = write_recipe(
-        tmp_path, tiny_model_dir, method="ufo", max_attempts=3, max_attempt_length=8, max_completion_length=160
+        tmp_path,
+        tiny_model_dir,
+        method="ufo",
+        max_attempts=3,
+        max_attempt_length=8,
+        max_completion_length=160,
+        reward_funcs=["accuracy"],  # UFO's credit is the verdict: the only reward it accepts
     )
     trainer = build_trainer(recipe, ScriptedUFO)
     # A random model almost never ends a turn, and a truncated attempt is always wrong: bias it towards EOS.
@@ -192,6 +198,7 @@ def test_ufo_batch_gives_every_turn_the_group_normalized_return(tmp_path, tiny_m
         max_attempt_length=8,
         max_completion_length=160,
         scale_rewards="none",
+        reward_funcs=["accuracy"],
     )
     trainer = build_trainer(recipe, ScriptedUFO)
     trainer.generation_config.sequence_bias = [[[trainer.processing_class.eos_token_id], 9.0]]

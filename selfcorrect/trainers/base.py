@@ -6,49 +6,67 @@
    one batched call of TRL's `_generate_single_turn`, so HF generation, vLLM (colocate/server) and ZeRO-3 weight
    gathering work as in TRL. Feedback tokens are environment tokens: `env_mask` = 0 takes them out of the loss.
 2. Scoring (`_calculate_rewards`): the recipe's reward functions score each attempt from its own text (TRL's
-   `completions` is the whole episode, feedback included). Rewards are gathered across ranks before any group
-   statistic, and per-attempt advantages are computed on the gathered (N, K) tensor.
-3. Credit (`_generate_and_score_completions`): after TRL builds the batch, this rank's rows get (B, T) advantages in
-   which attempt k's tokens carry attempt k's advantage; optional per-attempt KL coefficients become a (B, T)
-   `kl_weights` tensor used by `_compute_loss`.
+   `completions` is the whole episode, feedback included), with the judge's verdict from the rollout passed as
+   `judged_correct` (so `accuracy` reuses it: math-verify runs once per attempt). Rewards are gathered across ranks
+   before any group statistic.
+3. Credit (`assign_credit`, one step, top to bottom): (N, K) attempt rewards -> method credit (`attempt_advantages`)
+   -> advantage mode (`advantage_mode`: PSR / NSR / W-REINFORCE weight the credit's positive and negative parts,
+   `selfcorrect.algos.sign_weighted_advantages`) -> R3L positive amplification -> (N, K) attempt advantages. Then
+   `_generate_and_score_completions` spreads them over this rank's tokens ((B, T): attempt k's tokens carry attempt
+   k's advantage) with optional per-attempt KL coefficients as (B, T) `kl_weights` for `_compute_loss`.
 
-Subclass hooks (override one to change the method):
-- `judge(text, row) -> bool | None`: is an attempt correct (early stop, feedback, metrics)? Default: math-verify on
-  the last boxed answer against `row["solution"]`.
+Subclass hooks (override one to change the method; each is always called, whatever the advantage mode):
+- `judge(text, row) -> bool | None`: is an attempt correct (early stop, feedback, metrics, the accuracy reward)?
+  Default: math-verify on the last boxed answer against `row["solution"]`; rows without a `solution` are judged by
+  the reward functions (`judge_threshold`), or not at all (None) in single-attempt runs.
 - `feedback(outcome) -> str | None`: the user turn after an attempt (None ends the episode).
 - `attempt_rewards(rewards_per_func) -> (N, K)`: combine the reward functions' values for each attempt.
-- `attempt_advantages(rewards, episodes) -> (N, K)`: credit assignment over attempts.
+- `attempt_advantages(rewards, episodes) -> (N, K)`: the method's credit over attempts. Default: per-attempt GRPO;
+  under a negative-sample `advantage_mode`, each attempt's verdict as +-1 (Zhu et al.) or OREAL's reshaping.
+- `credit_reads_rewards() -> bool`: whether `attempt_advantages` uses the reward functions' values (if not, a reward
+  function other than `accuracy` would never reach the gradient, and the trainer refuses it).
 - `kl_coefficients(num_attempts) -> list[float] | None`: a KL coefficient per attempt (None: TRL's uniform `beta`).
+
+How each method composes with `advantage_mode`, R3L amplification and RISE verification: the table in the README
+("Composing methods"); combinations without a meaning are refused when the config is built.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, ClassVar
 
 import torch
 from accelerate.utils import gather_object
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOTrainer
 
 from ..algos import (
     ADVANTAGE_MODES,
     aggregate_token_loss,
+    correctness_advantages,
     negative_sample_advantages,
     per_attempt_advantages,
     scale_positive_advantages,
+    sign_weighted_advantages,
     spread_over_attempts,
 )
+from ..collective import any_rank
 from ..episodes import ChatTurns, Episode, EpisodeSpec, judge_accuracy, max_episode_length, run_episodes
 from ..feedback import FEEDBACK, AttemptOutcome, FeedbackProvider, get_feedback_provider
-from ..guards import check_rewards_scored
+from ..guards import UnscoredBatches
 from ..metrics import carry_forward, self_correction_metrics
 from ..verification import add_verifications, check_verification_fields
+from .grpo import GRPOConfig
 
 
 @dataclass
 class MultiAttemptConfig(GRPOConfig):
     """GRPO configuration plus the episode: attempts, token cap per attempt, feedback, early stop."""
+
+    # Set by a method that assigns its own credit (SCoRe, UFO, Critique-GRPO): OREAL would replace it, so it is refused.
+    own_credit: ClassVar[str | None] = None
 
     max_attempts: int = field(default=2, metadata={"help": "Attempts per episode (K)."})
     max_attempt_length: int = field(
@@ -61,6 +79,14 @@ class MultiAttemptConfig(GRPOConfig):
     feedback_template: str | None = field(
         default=None,
         metadata={"help": "Text of the feedback turn (placeholders {answer}, {solution}, {attempt}); null: default."},
+    )
+    judge_threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": "For rows without a gold `solution`: an attempt is correct when its weighted reward (the recipe's "
+            "reward functions, TRL's weighted sum) is at least this. null: such rows are not judged, which only a "
+            "single-attempt run accepts."
+        },
     )
     advantage_mode: str = field(
         default="grpo",
@@ -111,6 +137,12 @@ class MultiAttemptConfig(GRPOConfig):
             raise ValueError(
                 f"`advantage_mode` must be one of {', '.join(ADVANTAGE_MODES)}; got {self.advantage_mode!r}."
             )
+        if self.advantage_mode == "oreal" and self.own_credit:
+            raise ValueError(
+                f"`advantage_mode: oreal` cannot compose with {self.own_credit}: OREAL reshapes binary outcomes within "
+                "a group and would replace the method's own credit. Use psr, nsr or w_reinforce (they weight the "
+                "method's positive and negative credit), or grpo."
+            )
         if not 0.0 <= self.positive_weight <= 1.0:
             raise ValueError(f"`positive_weight` (W-REINFORCE lambda) must be in [0, 1]; got {self.positive_weight}.")
         if self.negative_weight <= 0:
@@ -155,6 +187,41 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
             )
         self._batch_rows: list[dict[str, Any]] = []
         self._attempt_advantages: torch.Tensor | None = None  # (N, K), gathered over ranks
+        self.unscored_batches = UnscoredBatches(self.args.max_unscored_batches)
+        self._check_composition()
+
+    def _check_composition(self) -> None:
+        """Refuse, before any step, a combination whose settings would be silently ignored."""
+        mode = self.args.advantage_mode
+        own_credit = type(self).attempt_advantages is not MultiAttemptGRPOTrainer.attempt_advantages
+        if mode == "oreal" and own_credit:
+            raise ValueError(
+                f"`advantage_mode: oreal` reshapes binary outcomes within a group (behaviour cloning on correct samples, "
+                f"pass-rate-weighted RLOO on wrong ones); {type(self).__name__} assigns its own credit "
+                "(`attempt_advantages`), which OREAL would replace. Use psr, nsr or w_reinforce, which weight this "
+                "method's credit, or grpo."
+            )
+        ignored = [name for name in self.reward_func_names if name not in VERDICT_REWARDS]
+        if not self.credit_reads_rewards() and ignored:
+            raise ValueError(
+                f"{type(self).__name__} with `advantage_mode: {mode}` takes its credit from the judge's verdicts "
+                f"alone, so the reward function(s) {ignored} would never reach the gradient. Use `reward_funcs: "
+                "[accuracy]` (the verdict itself), or a method whose credit reads rewards (`advantage_mode: grpo`)."
+            )
+        columns = getattr(self.train_dataset, "column_names", None) or []
+        if (
+            self.args.max_attempts > 1
+            and self.args.judge_threshold is None
+            and self.train_dataset is not None
+            and "solution" not in columns
+            and type(self).judge is MultiAttemptGRPOTrainer.judge
+        ):
+            raise ValueError(
+                f"the training data has no `solution` column (columns: {columns}), so the default judge cannot tell a "
+                f"right attempt from a wrong one, and {self.args.max_attempts}-attempt episodes need that verdict "
+                "(feedback, early stop, metrics). Add gold answers, set `judge_threshold` (an attempt is right when "
+                "its weighted reward reaches it), or override `judge`."
+            )
 
     @property
     def group_size(self) -> int:
@@ -164,8 +231,37 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
     # --- hooks -----------------------------------------------------------------------------------------------------
 
     def judge(self, text: str, row: dict[str, Any]) -> bool | None:
-        """Is an attempt correct? Drives early stop, the feedback's verdict and the acc@t metrics."""
-        return judge_accuracy(text, row)
+        """Is an attempt correct? Drives early stop, the feedback's verdict, the acc@t metrics and the accuracy reward.
+
+        Rows with a gold `solution`: math-verify. Rows without: the weighted reward of the recipe's reward functions
+        against `judge_threshold`, or None (not judged) when no threshold is set."""
+        if "solution" in row:
+            return judge_accuracy(text, row)
+        if self.args.judge_threshold is None:
+            return None
+        return self._weighted_reward(text, row) >= self.args.judge_threshold
+
+    def _weighted_reward(self, text: str, row: dict[str, Any]) -> float:
+        """TRL's weighted reward of one attempt, from the recipe's reward functions called as TRL calls them."""
+        conversational = isinstance(row.get("prompt"), list)
+        completion = [{"role": "assistant", "content": text}] if conversational else text
+        kwargs = {key: [value] for key, value in row.items() if key not in ("prompt", "completion", "completion_ids")}
+        total = 0.0
+        for func, weight in zip(self.reward_funcs, self.reward_weights.tolist()):
+            if isinstance(func, torch.nn.Module):
+                raise ValueError(
+                    "`judge_threshold` judges with callable reward functions only; a reward model cannot judge an "
+                    "attempt during the rollout. Override `judge` instead."
+                )
+            (value,) = func(
+                prompts=[row.get("prompt")],
+                completions=[completion],
+                completion_ids=[self._tokenizer.encode(text, add_special_tokens=False)],
+                trainer_state=self.state,
+                **kwargs,
+            )
+            total += weight * (0.0 if value is None else value)
+        return total
 
     def feedback(self, outcome: AttemptOutcome) -> str | None:
         """The user turn after an attempt; None ends the episode. Default: the configured provider."""
@@ -178,8 +274,27 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
         return rewards.masked_fill(torch.isnan(rewards_per_func).all(dim=-1), float("nan"))
 
     def attempt_advantages(self, rewards: torch.Tensor, episodes: dict[str, list]) -> torch.Tensor:
-        """(N, K) attempt rewards -> (N, K) advantages. Default: group-normalize each attempt's rewards (gamma = 0)."""
-        return per_attempt_advantages(rewards, self.group_size, self.scale_rewards)
+        """(N, K) attempt rewards -> (N, K) method credit.
+
+        Default, `advantage_mode: grpo`: each attempt's rewards group-normalized on their own (gamma = 0). Under a
+        negative-sample mode the rewards are mapped by each attempt's verdict (Zhu et al. 2025): +1 correct, -1 wrong
+        (then weighted by `assign_credit`: PSR keeps +1, NSR keeps -1, W-REINFORCE gives +lambda / -1); `oreal`:
+        OREAL's reshaping of the verdicts within each group (Lyu et al. 2025)."""
+        mode = self.args.advantage_mode
+        if mode == "grpo":
+            return per_attempt_advantages(rewards, self.group_size, self.scale_rewards)
+        correct = attempt_correctness(episodes["attempt_correct"], rewards.size(1)).to(rewards.device)  # (N, K)
+        if mode == "oreal":
+            return negative_sample_advantages(
+                correct, self.group_size, "oreal", negative_weight=self.args.negative_weight
+            )  # (N, K)
+        return correctness_advantages(correct)  # (N, K)
+
+    def credit_reads_rewards(self) -> bool:
+        """Does `attempt_advantages` use the reward functions' values? The default credit does only in `grpo` mode; an
+        overriding `attempt_advantages` is assumed to (override this too if it does not, as UFO does)."""
+        own_credit = type(self).attempt_advantages is not MultiAttemptGRPOTrainer.attempt_advantages
+        return own_credit or self.args.advantage_mode == "grpo"
 
     def kl_coefficients(self, num_attempts: int) -> list[float] | None:
         """A KL coefficient per attempt, or None for TRL's uniform `beta` on every model token."""
@@ -215,10 +330,6 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
         start = self.accelerator.process_index * local_batch_size
         return slice(start, start + local_batch_size)
 
-    def _any_rank_active(self, local_active: bool) -> bool:
-        flag = torch.tensor([float(local_active)], device=self.accelerator.device)
-        return bool(self.accelerator.gather(flag).sum().item() > 0)
-
     def _rollout_episodes(self, prompts: list, trainer=None) -> dict[str, Any]:
         if len(self._batch_rows) != len(prompts):
             raise RuntimeError("internal: the batch rows were not recorded before the rollout.")
@@ -232,7 +343,7 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
             turns=self.chat_turns,
             spec=self.episode_spec,
             judge=self.judge,
-            any_active=self._any_rank_active if self.accelerator.num_processes > 1 else None,
+            any_active=partial(any_rank, self.accelerator) if self.accelerator.num_processes > 1 else None,
         )
         logprobs = [ep.logprobs for ep in episodes]
         return {
@@ -276,28 +387,32 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
                 for i, row in enumerate(inputs)
             ]
             attempt_completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
-            scores = super()._calculate_rewards(inputs, prompts, attempt_completions, ids)  # (N, F), gathered
+            judged = [{**row, "judged_correct": _at(row.get("attempt_judged"), k)} for row in inputs]
+            scores = super()._calculate_rewards(judged, prompts, attempt_completions, ids)  # (N, F), gathered
             scores[num_made <= k] = float("nan")  # attempt k never made
             per_attempt.append(scores)
         rewards_per_func = torch.stack(per_attempt, dim=1)  # (N, K, F)
-        check_rewards_scored(rewards_per_func[:, 0], [f.__name__ for f in self.reward_funcs])  # every episode made t1
         rewards = self.attempt_rewards(rewards_per_func)  # (N, K)
-        if self.args.advantage_mode == "grpo":
-            self._attempt_advantages = self.attempt_advantages(rewards, episodes)  # (N, K)
-        else:  # negative-sample reinforcement: rewards mapped to +-1 by each attempt's correctness
-            self._attempt_advantages = negative_sample_advantages(
-                attempt_correctness(episodes["attempt_correct"], num_attempts).to(device),
-                self.group_size,
-                self.args.advantage_mode,
-                positive_weight=self.args.positive_weight,
-                negative_weight=self.args.negative_weight,
-            )  # (N, K)
-        scale = self.args.positive_advantage_scale  # R3L positive amplification (1.0: off)
-        self._attempt_advantages = scale_positive_advantages(self._attempt_advantages, scale)  # (N, K)
+        self._attempt_advantages = self.assign_credit(rewards, episodes)  # (N, K)
+        names = [f.__name__ for f in self.reward_funcs]
+        if self.unscored_batches.check(rewards_per_func[:, 0], names):  # every episode made attempt 1
+            self._attempt_advantages.zero_()  # as in TRL: an unscored batch contributes no policy gradient
         self._log_episodes(rewards, episodes)
 
         # TRL logs and baselines these; our advantages replace its advantages afterwards.
         return rewards_per_func[torch.arange(len(num_made), device=device), num_made - 1]  # (N, F)
+
+    def assign_credit(self, rewards: torch.Tensor, episodes: dict[str, list]) -> torch.Tensor:
+        """The credit step: (N, K) attempt rewards of the gathered batch -> (N, K) attempt advantages.
+
+        1. the method's credit, `attempt_advantages` (a subclass's override is always called);
+        2. the advantage mode: PSR / NSR / W-REINFORCE keep or weight the credit's positive and negative parts
+           (`grpo` and `oreal`: unchanged, OREAL being a credit of its own, made in step 1);
+        3. R3L positive amplification (`positive_advantage_scale`, 1.0: off).
+        Spreading over tokens and the per-attempt KL weights follow in `_generate_and_score_completions`."""
+        advantages = self.attempt_advantages(rewards, episodes)  # (N, K)
+        advantages = sign_weighted_advantages(advantages, self.args.advantage_mode, self.args.positive_weight)
+        return scale_positive_advantages(advantages, self.args.positive_advantage_scale)  # (N, K)
 
     def _log_episodes(self, rewards: torch.Tensor, episodes: dict[str, list]) -> None:
         mode = "train" if self.model.training else "eval"
@@ -305,12 +420,14 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
         correct = episodes["attempt_correct"]
         num_attempts = self.args.max_attempts
         filled = carry_forward(correct, num_attempts)  # (N, K) an attempt never made keeps the last outcome
+        judged = any(c is not None for episode in correct for c in episode)  # rows without gold and no threshold: no
         for k in range(num_attempts):
-            metrics[f"selfcorrect/acc_t{k + 1}"].append(sum(f[k] for f in filled) / len(filled))
+            if judged:
+                metrics[f"selfcorrect/acc_t{k + 1}"].append(sum(bool(f[k]) for f in filled) / len(filled))
             made = rewards[:, k][~torch.isnan(rewards[:, k])]
             if made.numel():
                 metrics[f"selfcorrect/reward_t{k + 1}"].append(made.mean().item())
-        if num_attempts >= 2:
+        if num_attempts >= 2 and judged:
             table = self_correction_metrics([f[0] for f in filled], [f[-1] for f in filled])
             metrics["selfcorrect/delta"].append(table["delta"])
             metrics["selfcorrect/delta_i2c"].append(table["delta_i2c"])
@@ -400,11 +517,19 @@ def attempt_correctness(correct: list[list[bool | None]], num_attempts: int) -> 
     return torch.tensor(rows, dtype=torch.float32)
 
 
+def _at(values: list | None, k: int):
+    return values[k] if values is not None and k < len(values) else None
+
+
+# Reward functions whose value is the judge's verdict (`judged_correct`): accepted by methods whose credit is the verdict.
+VERDICT_REWARDS = ("accuracy", "accuracy_reward")
+
 EPISODE_KEYS = (
     "attempt_spans",
     "attempt_texts",
     "attempt_answers",
     "attempt_correct",
+    "attempt_judged",
     "attempt_truncated",
     "feedback_texts",
 )

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from accelerate.utils import gather_object
@@ -40,6 +40,7 @@ from ..algos import (
     policy_shaping_weight,
     refinement_candidates,
 )
+from ..collective import max_over_ranks
 from ..critics import (
     CRITICS,
     CRITIQUE_TEMPLATE,
@@ -48,11 +49,11 @@ from ..critics import (
     CritiqueRequest,
     EndpointCritic,
     build_critic,
-    question_text,
     validate_critic_settings,
 )
+from ..episodes import attempt_verdict
 from ..feedback import check_template, fill_template
-from ..rewards import extract_boxed
+from ..rewards import extract_boxed, question_text
 from .base import MultiAttemptConfig, MultiAttemptGRPOTrainer
 
 logger = logging.getLogger("selfcorrect")
@@ -78,6 +79,8 @@ def check_refinement_template(template: str) -> str:
 class CritiqueGRPOConfig(MultiAttemptConfig):
     """Critique-GRPO; defaults follow Zhang et al. 2025 (k = 1 refinement in groups with no correct response,
     gamma = 0.1, no std scaling, no KL, Dr. GRPO aggregation)."""
+
+    own_credit: ClassVar[str | None] = "Critique-GRPO's mixed-group credit"
 
     max_attempts: int = field(default=1, metadata={"help": "One sampled attempt per row (refinements replace rows)."})
     beta: float = field(default=0.0, metadata={"help": "KL coefficient (the paper uses none)."})
@@ -206,11 +209,7 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
         """Generate one continuation per context; every rank makes the call with the same number of contexts (padded
         with `self._padding_ids`), or none of them does when no rank has a context."""
         count = len(contexts)
-        if self.accelerator.num_processes > 1:
-            counts = self.accelerator.gather(torch.tensor([count], device=self.accelerator.device))
-            target = int(counts.max().item())
-        else:
-            target = count
+        target = max_over_ranks(self.accelerator, count)
         if target == 0:
             return [], None
         padded = list(contexts) + [self._padding_ids] * (target - count)
@@ -268,9 +267,11 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
             tokens = list(tokens)
             text = self._tokenizer.decode(tokens, skip_special_tokens=True)
             truncated = not self.chat_turns.ends_attempt(tokens)
-            verdict = self.judge(text, rows[i])
-            verdict = bool(verdict) and not truncated  # an attempt cut off by the cap is scored as wrong
-            refined[i] = dict(ids=tokens, text=text, correct=verdict, truncated=truncated, critique=critique.text)
+            judged = self.judge(text, rows[i])
+            verdict = bool(attempt_verdict(judged, truncated))
+            refined[i] = dict(
+                ids=tokens, text=text, correct=verdict, judged=judged, truncated=truncated, critique=critique.text
+            )
             local_refined_correct[i] = float(verdict)
         all_refined_correct = torch.tensor(gather_object(local_refined_correct), device=device)  # (N,) NaN: none
         placed = choose_refinements(candidates, all_refined_correct, group, self.args.num_refinements)  # (N,)
@@ -289,6 +290,7 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
             output["attempt_texts"][i] = [r["text"]]
             output["attempt_answers"][i] = [extract_boxed(r["text"])]
             output["attempt_correct"][i] = [r["correct"]]
+            output["attempt_judged"][i] = [r["judged"]]
             output["attempt_truncated"][i] = [r["truncated"]]
             output["is_refinement"][i] = True
             output["critique"][i] = r["critique"]

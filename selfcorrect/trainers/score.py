@@ -29,6 +29,7 @@ ends at the first correct answer. How it differs from GRPO:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..algos import ATTEMPT_SCALINGS, group_normalize, score_advantages, score_kl_coefficients, ufo_returns
 from .base import MultiAttemptConfig, MultiAttemptGRPOTrainer
@@ -37,6 +38,8 @@ from .base import MultiAttemptConfig, MultiAttemptGRPOTrainer
 @dataclass
 class SCoReConfig(MultiAttemptConfig):
     """SCoRe: `beta` is the weak KL coefficient beta_1; paper defaults alpha = 10, beta_1 = 0.01, beta_2 = 0.1."""
+
+    own_credit: ClassVar[str | None] = "SCoRe's shaped per-attempt credit"
 
     beta: float = field(default=0.01, metadata={"help": "Weak KL coefficient beta_1 (paper: 0.01)."})
     score_stage: int = field(default=2, metadata={"help": "1 (initialization) or 2 (shaped multi-turn RL)."})
@@ -131,6 +134,8 @@ class SCoReTrainer(MultiAttemptGRPOTrainer):
 class UFOConfig(MultiAttemptConfig):
     """UFO: unary feedback, stop on the first correct answer, discounted trajectory return."""
 
+    own_credit: ClassVar[str | None] = "UFO's discounted episode return"
+
     max_attempts: int = field(default=5, metadata={"help": "Maximum turns T_max (paper: 5)."})
     stop_on_correct: bool = field(default=True, metadata={"help": "UFO ends an episode at its first correct answer."})
     feedback: str = field(default="unary", metadata={"help": "Feedback after a wrong answer (UFO: unary)."})
@@ -166,3 +171,6 @@ class UFOTrainer(MultiAttemptGRPOTrainer):
         self._metrics[mode]["selfcorrect/ufo_return"].append(returns.mean().item())
         advantage = group_normalize(returns, self.group_size, self.scale_rewards)  # (N,)
         return advantage.unsqueeze(1).expand(-1, rewards.size(1)).clone()  # (N, K): the same on every turn
+
+    def credit_reads_rewards(self) -> bool:
+        return False  # the return is made of verdicts and answers; reward functions only feed the logs
