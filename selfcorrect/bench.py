@@ -8,7 +8,7 @@ Every arm trains the same model on the same data, with the same rewards, batch, 
 - `trl`: TRL's `GRPOTrainer` constructed directly from a `GRPOConfig` (the baseline);
 - every other method: the trainer a user gets from a recipe (`parse_recipe`, our data, model and reward loaders, the
   class registered for `method`), i.e. the code path of `python -m selfcorrect.train`. Methods default to `trl`, `grpo`
-  and everything in `selfcorrect.trainers.TRAINERS` (new trainer families are picked up when they register).
+  and every method in `selfcorrect.trainers.METHODS` (new trainer families are picked up when they register).
 
 Arms alternate (A B C A B C ...) and each run is a fresh subprocess, so the peak memory is per arm (CPU: the peak RSS
 of the training process; GPU: `torch.cuda.max_memory_allocated`). A run trains `--warmup-steps` + `--steps` optimizer
@@ -59,30 +59,27 @@ MULTI_ATTEMPT_FEEDBACK_ROOM = 128  # tokens per feedback turn reserved in `max_c
 
 
 def available_methods() -> list[str]:
-    """`trl`, then our online methods: `grpo` and every `GRPOTrainer` subclass in `selfcorrect.trainers.TRAINERS`.
-
-    Offline trainers (REDI, SFT on fixed traces) generate nothing, so there is no GRPO step to compare them with.
+    """`trl`, then our online methods: `grpo` and every registered method (`selfcorrect.trainers.METHODS`) without
+    offline columns. Offline trainers (REDI, SFT on fixed traces) generate nothing: no GRPO step to compare with.
     """
-    from trl import GRPOTrainer
-
-    from .trainers import TRAINERS
+    from .trainers import METHODS
 
     ours = [
-        m
-        for m, cls in TRAINERS.items()
-        if m != "multi_attempt" and issubclass(cls, GRPOTrainer)  # multi_attempt: the base class SCoRe/UFO/NSR cover
+        name
+        for name, method in METHODS.items()
+        if name != "multi_attempt" and method.offline_columns is None  # multi_attempt: the base SCoRe/UFO/NSR cover
     ]
     return list(dict.fromkeys([BASELINE, "grpo", *ours]))
 
 
 def parse_methods(text: str | None) -> list[str]:
-    from .trainers import TRAINERS
+    from .trainers import METHODS
 
     available = available_methods()
     if not text:
         return available
     methods = [m.strip() for m in text.split(",") if m.strip()]
-    offline = [m for m in methods if m in TRAINERS and m not in available and m != "multi_attempt"]
+    offline = [m for m in methods if m in METHODS and m not in available and m != "multi_attempt"]
     if offline:
         raise ValueError(
             f"`--methods`: {', '.join(offline)} train offline on fixed traces (no generation), so there is no GRPO "

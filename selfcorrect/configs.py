@@ -99,7 +99,10 @@ class DataArgs:
 class ScriptArgs:
     """What to run: the method, the reward functions, the evaluation around training."""
 
-    method: str = field(default="grpo", metadata={"help": "Trainer family: see `selfcorrect.configs.METHODS`."})
+    method: str = field(
+        default="grpo",
+        metadata={"help": "Trainer family: a registered name, or `package.module:name` (see `selfcorrect.trainers`)."},
+    )
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy", "format"],
         metadata={"help": "Reward functions: names from `selfcorrect.rewards.REWARD_FUNCS` or dotted paths."},
@@ -201,18 +204,14 @@ class ScriptArgs:
             )
 
 
-def _method_configs() -> dict[str, type]:
-    """Trainer config class per method (`selfcorrect.trainers.TRAINER_CONFIGS`, where each trainer family registers)."""
-    from .trainers import TRAINER_CONFIGS
-
-    return TRAINER_CONFIGS
-
-
 def recipe_dataclasses(method: str) -> tuple[type, ...]:
-    methods = _method_configs()
-    if method not in methods:
-        raise RecipeError(f"`method`: unknown method '{method}'. Supported: {', '.join(sorted(methods))}.")
-    return (ModelConfig, DataArgs, ScriptArgs, methods[method])
+    from .trainers import get_method
+
+    try:
+        config = get_method(method).config
+    except ValueError as exc:
+        raise RecipeError(f"`method`: {exc}") from exc
+    return (ModelConfig, DataArgs, ScriptArgs, config)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -16,14 +16,10 @@ from pathlib import Path
 logger = logging.getLogger("selfcorrect")
 
 
-# Offline methods train on fixed traces, not on rewards of fresh samples: their dataset columns besides the prompt.
-OFFLINE_METHODS: dict[str, tuple[str, ...]] = {"redi": ("chosen", "rejected"), "sft": ("completion",)}
-
-
 def get_trainer_class(method: str):
-    from .trainers import TRAINERS
+    from .trainers import get_method
 
-    return TRAINERS[method]
+    return get_method(method).trainer
 
 
 def run_eval(trainer_or_model, tokenizer, test_ds, script_args, output_dir: str, name: str, accelerator=None):
@@ -75,10 +71,11 @@ def build_trainer(argv: list[str] | None, trainer_cls: type | None = None):
     from .launch_utils import check_launch_matches_recipe
     from .models import load_model, load_tokenizer
     from .rewards import get_reward_funcs
+    from .trainers import get_method
 
     model_args, data_args, script_args, training_args = parse_recipe(argv)
     check_launch_matches_recipe(training_args)
-    offline_columns = OFFLINE_METHODS.get(script_args.method)
+    offline_columns = get_method(script_args.method).offline_columns
     need_test = (
         script_args.eval_before_training or script_args.eval_after_training or script_args.selfcorrect_eval_steps > 0
     )

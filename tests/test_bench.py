@@ -71,9 +71,9 @@ def test_methods_are_discovered_and_checked():
     assert parse_methods("score") == ["trl", "score"]  # the baseline is always measured
     with pytest.raises(ValueError, match="unknown method.*scroe.*available: trl, grpo"):
         parse_methods("trl,scroe")
-    from selfcorrect.trainers import TRAINERS
+    from selfcorrect.trainers import METHODS
 
-    if "redi" in TRAINERS:  # offline pair training generates nothing: no GRPO step to compare it with
+    if "redi" in METHODS:  # offline pair training generates nothing: no GRPO step to compare it with
         assert "redi" not in methods
         with pytest.raises(ValueError, match="redi train offline"):
             parse_methods("trl,redi")

@@ -441,3 +441,43 @@ def test_judge_threshold_judges_rows_without_gold_by_their_reward(tmp_path, tiny
             assert verdict == (len(text) / 10.0 >= 1.0 and not cut)
         feedback = ["Incorrect. Please think again."] if not row["attempt_correct"][0] else []
         assert row["feedback_texts"] == feedback[: len(row["attempt_texts"]) - 1]
+
+
+# --- the README's "Adding a method", as written ------------------------------------------------------------------------
+
+
+def test_readme_adding_a_method(tmp_path, tiny_model_dir, monkeypatch):
+    """The README's example file, verbatim: registers `fix_bonus`, a recipe names it as `module:name`, it trains, and
+    its credit is the hand-computed one."""
+    import re
+    from pathlib import Path
+
+    from selfcorrect.train import main as train_main
+    from selfcorrect.trainers import METHODS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("<!-- adding-a-method:") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "my_methods.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(METHODS, "fix_bonus", raising=False)
+    recipe = write_recipe(
+        tmp_path / "run", tiny_model_dir, method="my_methods:fix_bonus", fix_bonus=2.0, scale_rewards="none", **MULTI
+    )
+    trainer = train_main(["--config", str(recipe)])
+    assert type(trainer).__name__ == "FixBonusTrainer" and trainer.state.global_step == 2
+    # hand example: episodes (wrong, right) and (wrong, wrong) in a group of 4 with (right, right), (right, wrong)
+    trainer.model.train()
+    credit = trainer.assign_credit(REWARDS.clone(), EPISODES)  # (4, 2)
+    shaped_last = torch.tensor([1.0 + 2.0, 0.0, 1.0, 0.0])  # only episode 0 was fixed
+    expected = torch.stack([REWARDS[:, 0] - 0.5, shaped_last - shaped_last.mean()], dim=1)
+    torch.testing.assert_close(credit, expected)
+    monkeypatch.delitem(METHODS, "fix_bonus")
+
+
+def test_unknown_method_module_is_a_clear_recipe_error(tmp_path, tiny_model_dir):
+    from selfcorrect.configs import RecipeError
+
+    recipe = write_recipe(tmp_path, tiny_model_dir, method="no_such_module:thing")
+    with pytest.raises(RecipeError, match="cannot import module 'no_such_module'"):
+        parse_recipe(["--config", str(recipe)])

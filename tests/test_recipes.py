@@ -88,11 +88,11 @@ def _write_jsonl(path: Path, rows: list[dict]) -> Path:
 def _offline_rows(method: str) -> list[dict]:
     """What `selfcorrect redi-data` writes for this offline method: SFT rows or (chosen, rejected) pairs."""
     from selfcorrect.data.redi import build_redi_data
-    from selfcorrect.train import OFFLINE_METHODS
+    from selfcorrect.trainers import METHODS
 
     sft_rows, pair_rows, counts = build_redi_data(_traces())
     assert counts["pairs"] == len(PROBLEMS) and counts["sft_rows"] == len(PROBLEMS), counts
-    columns = OFFLINE_METHODS[method]
+    columns = METHODS[method].offline_columns
     rows = pair_rows if "chosen" in columns else sft_rows
     assert all(c in rows[0] for c in columns), (columns, rows[0])
     return rows
@@ -124,12 +124,12 @@ def _problems_folder(folder: Path, values: dict) -> Path:
 
 def _data_overrides(values: dict, root: Path) -> dict:
     """Local stand-ins for the recipe's data files and hub datasets (bundled problems are used as they are)."""
-    from selfcorrect.train import OFFLINE_METHODS
+    from selfcorrect.trainers import METHODS
 
     method = values.get("method", "grpo")
     overrides = {}
     name = values.get("dataset_name", "bundled:arithmetic")
-    if method in OFFLINE_METHODS:  # traces from `selfcorrect redi-data`, at the path the recipe names, under root
+    if METHODS[method].offline_columns:  # traces from `selfcorrect redi-data`, at the recipe's path, under root
         path = root / name.lstrip("/")
         overrides["dataset_name"] = str(_write_jsonl(path, _offline_rows(method)))
     elif not name.startswith("bundled:"):
@@ -287,7 +287,7 @@ NOT_COMPARED = {"model_name_or_path", "dataset_name", "eval_dataset_name", "outp
 def test_gpu_recipe_builds_its_trainer(recipe, tmp_path, tiny_model_dir):
     import dataclasses
 
-    from selfcorrect.trainers import TRAINER_CONFIGS, TRAINERS
+    from selfcorrect.trainers import METHODS
 
     values = load_recipe_file(recipe)
     method = values["method"]
@@ -297,7 +297,7 @@ def test_gpu_recipe_builds_its_trainer(recipe, tmp_path, tiny_model_dir):
     overrides.update(model_name_or_path=str(tiny_model_dir), output_dir=str(tmp_path / "out"))
     trainer, parsed, test_ds = build_trainer(_argv(recipe, overrides))
 
-    assert type(trainer) is TRAINERS[method] and type(trainer.args) is TRAINER_CONFIGS[method]
+    assert type(trainer) is METHODS[method].trainer and type(trainer.args) is METHODS[method].config
     assert not getattr(trainer.args, "use_vllm", False) and trainer.args.use_cpu
     # Every field the recipe sets reaches the parsed recipe unchanged (method, batch, caps, KL, feedback, ...).
     parsed_values = {}
