@@ -347,7 +347,8 @@ def resolve_eval_settings(script_args: ScriptArgs, training_args: Any) -> Script
     """Fill the eval fields left null from the training config, so evaluation builds the contexts training builds.
 
     - `eval_max_new_tokens`: `max_attempt_length` (multi-attempt methods) or `max_completion_length`;
-    - `eval_feedback`: the training `feedback` (single-attempt methods: `score_instruction`);
+    - `eval_feedback`: the training `feedback` (single-attempt methods: `score_instruction`; `feedback: critic`:
+      `indicative_gt` or `indicative`, since evaluation builds no critic yet);
     - `eval_feedback_template`, `eval_stop_on_correct`: the training values when the eval uses the training feedback;
     - `eval_chat_template_kwargs`: the training `chat_template_kwargs`.
     """
@@ -361,6 +362,16 @@ def resolve_eval_settings(script_args: ScriptArgs, training_args: Any) -> Script
         script_args.eval_max_new_tokens = int(cap or 128)
     if script_args.eval_max_new_tokens < 1:
         raise ValueError(f"`eval_max_new_tokens` must be positive; got {script_args.eval_max_new_tokens}.")
+    if train_feedback == "critic" and script_args.eval_feedback is None:
+        # Evaluation builds no critic yet: it gives the verdict every critique is checked against (with the gold
+        # answer when the training critic states it), and says so in the table's feedback column.
+        critic = getattr(training_args, "critic", "indicative_gt")
+        script_args.eval_feedback = "indicative_gt" if critic == "indicative_gt" else "indicative"
+    if script_args.eval_feedback == "critic":
+        raise ValueError(
+            "`eval_feedback: critic`: evaluation cannot build a critic yet; use indicative or indicative_gt (the "
+            "verdict a critique is checked against), the default for a `feedback: critic` recipe."
+        )
     if script_args.eval_feedback is None:
         script_args.eval_feedback = train_feedback or "score_instruction"
     same_feedback = script_args.eval_feedback == train_feedback

@@ -443,31 +443,31 @@ def build_critic(settings: Any, self_generate: Callable | None = None, device: A
 
 
 class CritiqueFeedback(FeedbackProvider):
-    """Any critic as the feedback turn of a multi-attempt trainer (SCoRe, UFO, ...), e.g. an endpoint critic:
-
-        class CriticSCoRe(SCoReTrainer):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **kwargs)
-                self.feedback_provider = CritiqueFeedback(EndpointCritic("http://localhost:8000/v1"))
-
-    The turn is the critique followed by `suffix`. A critic that generates with the policy (`self`) cannot be used
-    here: feedback is asked per attempt, while policy generation must be one collective call.
+    """Any critic as the feedback turn of a multi-attempt trainer (`feedback: critic` in a recipe, with the `critic`
+    settings Critique-GRPO uses): the critique of the attempt, then `suffix` (the recipe's `feedback_template`, or a
+    request for a corrected answer). One round's outcomes are critiqued in one `critique` call (an endpoint critic
+    sends them concurrently); a critic that generates with the policy (`critic: self`) is called on every rank in
+    every round, so its generation stays collective.
     """
 
-    name = "critique"
+    name = "critic"
     SUFFIX = " Please correct the errors, if any, and write the final answer inside \\boxed{}."
 
     def __init__(self, critic: Critic, suffix: str = SUFFIX):
-        if critic.collective:
-            raise ValueError(f"critic '{critic.name}' generates with the policy and cannot write feedback turns.")
         self.critic, self.suffix = critic, suffix
 
+    def batch(self, outcomes: list[AttemptOutcome]) -> list[str | None]:
+        requests = [
+            CritiqueRequest(
+                question=question_text(outcome.row.get("prompt", "")),
+                response=outcome.text,
+                correct=outcome.correct,
+                solution=str(outcome.row.get("solution", "")),
+                answer=outcome.answer,
+            )
+            for outcome in outcomes
+        ]
+        return [critique.text + self.suffix for critique in self.critic.critique(requests)]
+
     def __call__(self, outcome: AttemptOutcome) -> str | None:
-        request = CritiqueRequest(
-            question=question_text(outcome.row.get("prompt", "")),
-            response=outcome.text,
-            correct=outcome.correct,
-            solution=str(outcome.row.get("solution", "")),
-            answer=outcome.answer,
-        )
-        return self.critic.critique([request])[0].text + self.suffix
+        return self.batch([outcome])[0]

@@ -163,7 +163,7 @@ def run_episodes(
     rows: Sequence[dict[str, Any]],
     generate: GenerateFn,
     decode: Callable[[list[int]], str],
-    feedback: FeedbackProvider,
+    feedback: FeedbackProvider | Callable[[list[AttemptOutcome]], list[str | None]],
     turns: ChatTurns,
     spec: EpisodeSpec,
     judge: JudgeFn = judge_accuracy,
@@ -176,6 +176,7 @@ def run_episodes(
     `any_active(local_flag)` says whether any rank still has an active episode, and inactive slots are filled with
     padding contexts whose samples are discarded.
     """
+    feedback_batch = feedback.batch if isinstance(feedback, FeedbackProvider) else feedback
     episodes = [Episode(prompt_ids=list(ids)) for ids in prompt_ids]
     active = list(range(len(episodes)))
     for attempt in range(spec.max_attempts):
@@ -186,7 +187,7 @@ def run_episodes(
             padding = min((ep.prompt_ids for ep in episodes), key=len)
             contexts += [padding] * (len(episodes) - len(contexts))
         samples, sample_logprobs = generate(contexts, spec.max_attempt_tokens, attempt)
-        still_active = []
+        waiting: list[tuple[int, AttemptOutcome]] = []  # episodes that go on if their feedback turn is not None
         for j, i in enumerate(active):
             episode, ids = episodes[i], list(samples[j])
             truncated = not turns.ends_attempt(ids)
@@ -209,11 +210,18 @@ def run_episodes(
             episode.attempt_truncated.append(truncated)
             if attempt + 1 == spec.max_attempts or (spec.stop_on_correct and correct):
                 continue
-            message = feedback(AttemptOutcome(attempt, text, answer, correct, truncated, rows[i]))
+            waiting.append((i, AttemptOutcome(attempt, text, answer, correct, truncated, rows[i])))
+        if attempt + 1 == spec.max_attempts:
+            break
+        # One call for the round's feedback turns, on every rank even with none (a critic may generate collectively).
+        messages = feedback_batch([outcome for _, outcome in waiting])
+        still_active = []
+        for (i, outcome), message in zip(waiting, messages, strict=True):
             if message is None:
                 continue
+            episode = episodes[i]
             # Close a truncated attempt with the end-of-turn token (an environment token: the model did not sample it).
-            extra = ([turns.eos_token_id] if truncated else []) + turns.feedback_ids(message)
+            extra = ([turns.eos_token_id] if outcome.truncated else []) + turns.feedback_ids(message)
             episode.completion_ids += extra
             episode.env_mask += [0] * len(extra)
             if episode.logprobs is not None:

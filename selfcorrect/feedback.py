@@ -84,6 +84,10 @@ class FeedbackProvider:
     def __call__(self, outcome: AttemptOutcome) -> str | None:
         raise NotImplementedError
 
+    def batch(self, outcomes: list[AttemptOutcome]) -> list[str | None]:
+        """The feedback of one round of attempts (one call per round; a critic overrides it to ask once)."""
+        return [self(outcome) for outcome in outcomes]
+
     @staticmethod
     def render(template: str, outcome: AttemptOutcome) -> str:
         return fill_template(

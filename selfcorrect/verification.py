@@ -1,16 +1,12 @@
-"""Self-verification (RISE, Liu et al. 2025): the verification prompt, ratings, the training-time verification pass and
-the test-time verification-weighted vote.
+"""Self-verification (RISE, Liu et al. 2025): the verification prompt and ratings (shared by training and evaluation)
+and the test-time verification-weighted vote. The training-time pass is trainer code:
+`selfcorrect.trainers.self_verification.SelfVerification`, part of every multi-attempt trainer.
 
     python -m selfcorrect.train --config recipes/demo/rise.yaml
     selfcorrect eval --config recipes/demo/rise.yaml --eval_verify_samples 8 --eval_verify_generations 2
 
-Training (`add_verifications`, called by every `MultiAttemptGRPOTrainer` when `verification_solutions` > 0): after the
-solutions of a generation batch are scored, B_v of them (chosen from the batch gathered over ranks, spread over the
-groups, the same choice on every rank) are wrapped in the verification prompt, which states the outcome verifier's
-rubric (1 / -0.5 / -1) and asks for the rating in `\\boxed{}`. The policy samples n verifications of each, through
-TRL's own `_generate_and_score_completions` (so old / reference log-probs, vLLM importance sampling and the
-group-relative advantages are TRL's, with group size n), rewarded 1 if the boxed rating equals the solution's score,
--0.5 if it differs, -1 without a rating. Their rows are appended to the solution rows: one policy update.
+The prompt states the outcome verifier's rubric (1 / -0.5 / -1) and asks for the rating in `\\boxed{}`; a
+verification earns 1 if its boxed rating equals the solution's score, -0.5 if it differs, -1 without a rating.
 
 Evaluation (`evaluate_self_verification`): k sampled answers per problem, m verifications of each by the model itself;
 pass@1, plain majority vote and verification-weighted majority vote (each answer's vote weighted by the share of its
@@ -19,11 +15,9 @@ verifications that rate it correct), plus verification accuracy.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import re
-from collections import defaultdict, deque
 from typing import Any
 
 import torch
@@ -32,7 +26,6 @@ from .algos import (
     OUTCOME_SCORES,
     majority_vote,
     outcome_score,
-    select_spread,
     verification_accuracy,
     verification_rewards,
     weighted_vote,
@@ -100,265 +93,6 @@ def verification_reward(completions: list, verify_target: list[float], **kwargs:
     (`verify_target`, compared as numbers), -0.5 if the rating differs, -1 if there is no boxed rating."""
     ratings = torch.tensor([parse_rating(completion_text(c)) for c in completions], dtype=torch.float32)
     return verification_rewards(ratings, torch.tensor(verify_target, dtype=torch.float32)).tolist()
-
-
-# --- configuration --------------------------------------------------------------------------------------------------
-
-
-def check_verification_fields(args) -> None:
-    """Validate the `verification_*` fields of a `MultiAttemptConfig` (after GRPOConfig computed its batch sizes)."""
-    b_v, n = args.verification_solutions, args.verification_generations
-    if b_v < 0:
-        raise ValueError(f"`verification_solutions` (B_v) must be >= 0 (0: no verification); got {b_v}.")
-    if b_v == 0:
-        return
-    verification_template(args.verification_template)
-    if n < 2:
-        raise ValueError(
-            f"`verification_generations` (n) must be at least 2: the n verifications of one solution form its group, "
-            f"and a group of one has advantage 0, so nothing would be learned; got {n}."
-        )
-    if args.verification_max_length < 1:
-        raise ValueError(f"`verification_max_length` must be positive; got {args.verification_max_length}.")
-    if args.max_completion_length is not None and args.verification_max_length > args.max_completion_length:
-        raise ValueError(
-            f"`verification_max_length` ({args.verification_max_length}) must not exceed `max_completion_length` "
-            f"({args.max_completion_length}), which TRL's loss normalization assumes is the longest completion."
-        )
-    if not 1 <= args.verification_attempt <= args.max_attempts:
-        raise ValueError(
-            f"`verification_attempt` must be in 1..max_attempts ({args.max_attempts}); got {args.verification_attempt}."
-        )
-    batch = args.generation_batch_size  # solutions per generation batch, all processes together
-    if b_v > batch:
-        raise ValueError(
-            f"`verification_solutions` (B_v = {b_v}) is larger than the generation batch ({batch} solutions = "
-            "per_device_train_batch_size x steps_per_generation x processes); lower it or raise the batch."
-        )
-    world = args.world_size
-    if b_v % world:
-        raise ValueError(
-            f"`verification_solutions` ({b_v}) must be divisible by the number of processes ({world}): every rank "
-            "verifies the same number of solutions, so that generation stays a collective call."
-        )
-    if (b_v // world * n) % args.steps_per_generation:
-        raise ValueError(
-            f"`verification_solutions` / processes x `verification_generations` ({b_v // world} x {n}) must be "
-            f"divisible by `steps_per_generation` ({args.steps_per_generation}): the rows are split into that many "
-            "optimizer steps."
-        )
-
-
-# --- training-time verification pass ----------------------------------------------------------------------------------
-
-PAD_VALUES = {
-    "completion_ids": None,  # the tokenizer's pad token
-    "completion_mask": 0,
-    "tool_mask": 0,
-    "old_per_token_logps": 0.0,
-    "ref_per_token_logps": 0.0,
-    "sampling_per_token_logps": 0.0,
-    "importance_sampling_ratio": 1.0,
-    "advantages": 0.0,
-    "kl_weights": 0.0,
-}
-
-
-def _right_pad(tensor: torch.Tensor, width: int, value: float) -> torch.Tensor:
-    if tensor.size(1) >= width:
-        return tensor
-    filler = torch.full((tensor.size(0), width - tensor.size(1)), value, dtype=tensor.dtype, device=tensor.device)
-    return torch.cat([tensor, filler], dim=1)
-
-
-def concat_batches(
-    first: dict[str, Any], second: dict[str, Any], pad_token_id: int, kl_weight: float = 0.0
-) -> dict[str, Any]:
-    """Rows of two batches built by TRL's `_generate_and_score_completions`, as one batch.
-
-    Prompts are left-padded and completions right-padded to the longer of the two; (B,) advantages become (B, T);
-    a `tool_mask` or `kl_weights` present in only one batch is filled for the other's rows with ones (all tokens are
-    the model's) and `kl_weight` (TRL's uniform beta); `num_items_in_batch` (loss tokens over all ranks) is the sum.
-    """
-    unknown = (set(first) | set(second)) - set(PAD_VALUES) - {"prompt_ids", "prompt_mask", "num_items_in_batch"}
-    if unknown:
-        raise NotImplementedError(f"verification rows cannot be joined to a batch with {sorted(unknown)} yet.")
-    for key in ("old_per_token_logps", "ref_per_token_logps", "sampling_per_token_logps", "importance_sampling_ratio"):
-        if (key in first) != (key in second):
-            raise RuntimeError(f"internal: `{key}` is in only one of the batches being joined.")
-    out: dict[str, Any] = {}
-    width = max(first["prompt_ids"].size(1), second["prompt_ids"].size(1))
-    for key, value in (("prompt_ids", pad_token_id), ("prompt_mask", 0)):
-        parts = [b[key].flip(1) for b in (first, second)]  # left padding = right padding of the reversed rows
-        out[key] = torch.cat([_right_pad(p, width, value) for p in parts]).flip(1)  # (B1 + B2, P)
-    num_tokens = max(first["completion_ids"].size(1), second["completion_ids"].size(1))
-    fills = {"tool_mask": 1, "kl_weights": kl_weight}
-    for key, pad in PAD_VALUES.items():
-        if key not in first and key not in second:
-            continue
-        parts = []
-        for batch in (first, second):
-            rows = batch["completion_ids"]  # (B, T_batch)
-            if key in batch:
-                part = batch[key]
-                if key == "advantages" and part.dim() == 1:
-                    part = part.unsqueeze(1).expand(-1, rows.size(1))  # (B,) -> (B, T_batch)
-            else:
-                part = torch.full(rows.shape, fills[key], dtype=torch.float32, device=rows.device)
-                part = part.to(first[key].dtype if key in first else second[key].dtype)
-            parts.append(part)
-        if key == "importance_sampling_ratio" and parts[0].size(1) == 1:  # sequence-level: (B, 1)
-            out[key] = torch.cat(parts)
-            continue
-        value = pad_token_id if pad is None else pad
-        out[key] = torch.cat([_right_pad(p, num_tokens, value) for p in parts])  # (B1 + B2, T)
-    out["num_items_in_batch"] = first["num_items_in_batch"] + second["num_items_in_batch"]
-    return out
-
-
-@contextlib.contextmanager
-def _swapped(obj, **values):
-    """Set attributes for the duration of the block (instance attributes shadow methods); restore them after."""
-    saved = {name: obj.__dict__[name] for name in values if name in obj.__dict__}
-    for name, value in values.items():
-        setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        for name in values:
-            if name in saved:
-                setattr(obj, name, saved[name])
-            else:
-                delattr(obj, name)
-
-
-def _fresh_logs(size: int) -> dict[str, Any]:
-    return {
-        "images": deque(maxlen=size),
-        "prompt": deque(maxlen=size),
-        "completion": deque(maxlen=size),
-        "rewards": defaultdict(lambda: deque(maxlen=size)),
-        "advantages": deque(maxlen=size),
-        "extra": defaultdict(lambda: deque(maxlen=size)),
-    }
-
-
-def solution_records(trainer, inputs: list[dict[str, Any]]) -> list[tuple[str, str, float]]:
-    """(question, response, outcome score) of the verified attempt of each local row."""
-    k = trainer.args.verification_attempt - 1
-    records = []
-    for row in inputs:
-        made = len(row["attempt_texts"])
-        index = min(k, made - 1)  # an episode that stopped early: its last attempt
-        answer = (row["attempt_answers"][index] or "").strip()
-        score = outcome_score(bool(answer), row["attempt_correct"][index])
-        records.append((question_text(row["prompt"]), row["attempt_texts"][index], score))
-    return records
-
-
-def add_verifications(trainer, inputs: list[dict[str, Any]], output: dict[str, Any]) -> dict[str, Any]:
-    """RISE's verification pass for a `MultiAttemptGRPOTrainer`: returns `output` with n verifications of each of B_v
-    solutions of the batch appended as extra rows (their own groups of n), and logs the verification metrics."""
-    from accelerate.utils import gather_object
-    from trl import GRPOTrainer
-
-    args = trainer.args
-    if not trainer.model.training:
-        return output  # evaluation batches (eval_strategy) are left as they are
-    world, rank = trainer.accelerator.num_processes, trainer.accelerator.process_index
-    n, b_v = args.verification_generations, args.verification_solutions
-    per_rank = b_v // world
-
-    # 1. the gathered batch's solutions; the same B_v picks on every rank (seeded by `seed` and the call count)
-    records = gather_object(solution_records(trainer, inputs))  # N tuples, rank 0's rows first
-    trainer._verification_round = getattr(trainer, "_verification_round", 0) + 1
-    generator = torch.Generator().manual_seed(args.seed * 1_000_003 + trainer._verification_round)
-    picks = select_spread(len(records), trainer.num_generations, b_v, generator)  # (B_v,)
-    mine = picks[rank * per_rank : (rank + 1) * per_rank].tolist()
-    template = verification_template(args.verification_template)
-    rows = [
-        {
-            "prompt": verification_messages(records[i][0], records[i][1], template),
-            "verify_target": records[i][2],
-            "verify_solution_index": i,
-        }
-        for i in mine
-        for _ in range(n)
-    ]  # per_rank * n rows, each context n times in a row (TRL's group layout)
-    trainer._last_verification_rows = rows  # this rank's verification rows (tests, debugging)
-
-    # 2. TRL's own scoring path, with the verification rollout, reward and group size n
-    def rollout(prompts, _trainer=None):
-        prompt_ids, _, _ = trainer._tokenize_prompts(prompts)
-        with trainer._attempt_token_cap(args.verification_max_length):
-            ids, logprobs = trainer._generate_single_turn(prompt_ids, None, {}, num_generations=n)
-        return {"prompt_ids": prompt_ids, "completion_ids": ids, "logprobs": logprobs}
-
-    scratch_metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
-    with _swapped(
-        trainer,
-        rollout_func=rollout,
-        num_generations=n,
-        num_generations_eval=n,
-        reward_funcs=[verification_reward],
-        reward_func_names=["verification"],
-        reward_processing_classes=[None],
-        reward_weights=torch.ones(1),
-        _calculate_rewards=lambda *a: GRPOTrainer._calculate_rewards(trainer, *a),
-        _metrics=scratch_metrics,
-        _logs=_fresh_logs(max(len(rows) * world, 1)),
-        _pending_extra_logs=defaultdict(list),
-        _pending_metrics=defaultdict(list),
-    ):
-        verified = GRPOTrainer._generate_and_score_completions(trainer, rows)
-
-    # 3. metrics on the gathered verifications
-    device = output["completion_ids"].device
-    local = torch.tensor(
-        [
-            [parse_rating(trainer._tokenizer.decode(ids, skip_special_tokens=True)), row["verify_target"]]
-            for ids, row in zip(verified["completion_ids"].tolist(), rows)
-        ],
-        dtype=torch.float32,
-        device=device,
-    ).view(-1, 2)  # (per_rank * n, 2): rating, target
-    gathered = trainer.accelerator.gather(local).cpu()  # (B_v * n, 2)
-    log_verification_metrics(trainer, gathered[:, 0], gathered[:, 1], [r[2] for r in records], scratch_metrics)
-
-    beta = trainer.beta
-    return concat_batches(output, verified, trainer._tokenizer.pad_token_id, kl_weight=beta)
-
-
-def log_verification_metrics(trainer, ratings, targets, solution_scores, scratch_metrics) -> None:
-    """`selfcorrect/verify_*` metrics of one verification pass; warns when no verification gave a rating."""
-    metrics = trainer._metrics["train"]
-    stats = verification_accuracy(ratings, targets)
-    rewards = verification_rewards(ratings, targets)
-    no_rating = int(torch.isnan(ratings).sum())
-    trainer._verifications_without_rating = getattr(trainer, "_verifications_without_rating", 0) + no_rating
-    trainer._verifications_total = getattr(trainer, "_verifications_total", 0) + ratings.numel()
-    values = {
-        "verify_acc": stats["acc"],
-        "verify_valid_rating_frac": stats["valid_rating_frac"],
-        "verify_no_rating_frac": no_rating / max(ratings.numel(), 1),
-        "verify_reward": rewards.mean().item(),
-        "solution_reward": sum(solution_scores) / max(len(solution_scores), 1),
-        "verify_mean_length": (scratch_metrics["train"].get("completions/mean_length") or [float("nan")])[-1],
-    }
-    for score in OUTCOME_SCORES:
-        values[f"verify_acc_score_{score:g}"] = stats[f"acc_score_{score:g}"]
-        values[f"verify_target_frac_{score:g}"] = (targets == score).float().mean().item()
-    for name, value in values.items():
-        if not math.isnan(value):  # a class absent from this batch is not logged as NaN
-            metrics[f"selfcorrect/{name}"].append(value)
-    if no_rating == ratings.numel():
-        logger.warning(
-            "none of the %d verifications this step gave a boxed rating (%d of %d so far): raise "
-            "`verification_max_length` or check `verification_template`; they all get reward -1.",
-            ratings.numel(),
-            trainer._verifications_without_rating,
-            trainer._verifications_total,
-        )
 
 
 # --- evaluation: verification-weighted majority voting ------------------------------------------------------------------

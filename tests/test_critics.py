@@ -224,8 +224,85 @@ def test_critique_as_feedback_turn():
     }
     text = feedback(AttemptOutcome(0, "\\boxed{6}", "6", False, False, row))
     assert text == "The generated solution is incorrect. The ground truth is 5." + CritiqueFeedback.SUFFIX
-    with pytest.raises(ValueError, match="cannot write feedback"):
-        CritiqueFeedback(GenerateCritic(lambda m: [], collective=True))
+
+
+def test_critique_feedback_asks_once_per_round_and_even_with_nothing_to_critique():
+    """A round's outcomes in one critique call; a collective critic is called with none too (other ranks may have)."""
+    calls = []
+
+    def generate(messages):
+        calls.append(len(messages))
+        return ["Looks wrong.\nVerdict: incorrect"] * len(messages)
+
+    feedback = CritiqueFeedback(GenerateCritic(generate, collective=True, retries=0), suffix=" Fix it.")
+    row = {"prompt": "What is 2 + 3?", "solution": "5"}
+    outcomes = [AttemptOutcome(0, f"\\boxed{{{a}}}", str(a), False, False, row) for a in (6, 7, 8)]
+    assert feedback.batch(outcomes) == ["Looks wrong.\nVerdict: incorrect Fix it."] * 3
+    assert feedback.batch([]) == []
+    assert calls == [3, 0]
+
+
+# --- `feedback: critic` in a multi-attempt trainer ----------------------------------------------------------------------
+
+SCORE_WITH_CRITIC = dict(method="score", feedback="critic", max_attempt_length=8, max_completion_length=400)
+
+
+def test_feedback_critic_indicative_in_score(tmp_path, tiny_model_dir):
+    recipe = write_recipe(tmp_path, tiny_model_dir, critic="indicative_gt", **SCORE_WITH_CRITIC)
+    trainer = build_trainer(recipe)
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(rows)
+    for b, row in enumerate(rows):
+        verdict = "correct" if row["attempt_correct"][0] else "incorrect"
+        expected = f"The generated solution is {verdict}. The ground truth is {row['solution']}."
+        assert row["feedback_texts"] == [expected + CritiqueFeedback.SUFFIX]
+        (_, end), (start, _) = row["attempt_spans"]
+        assert (out["completion_mask"][b, end:start] * out["tool_mask"][b, end:start]).sum() == 0  # masked
+
+
+def test_feedback_critic_self_critiques_with_the_policy(tmp_path, tiny_model_dir):
+    recipe = write_recipe(
+        tmp_path, tiny_model_dir, critic="self", critic_max_tokens=6, critic_retries=0, **SCORE_WITH_CRITIC
+    )
+    trainer = build_trainer(recipe)
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
+    trainer.model.train()
+    trainer._generate_and_score_completions(rows)
+    assert trainer._critique_tokens > 0  # the policy wrote critiques
+    texts = [row["feedback_texts"][0] for row in rows]
+    assert all(t.endswith(CritiqueFeedback.SUFFIX) for t in texts)
+    assert trainer.feedback_provider.critic.stats.requests == 8  # one batch of 8 critiques in the round
+
+
+@pytest.mark.parametrize("server", [[(200, "Check step 1.\nVerdict: incorrect", 0.0)]], indirect=True)
+def test_feedback_critic_endpoint_batches_a_round(tmp_path, tiny_model_dir, server):
+    recipe = write_recipe(
+        tmp_path, tiny_model_dir, critic="endpoint", critic_url=server.url, critic_timeout=5.0, **SCORE_WITH_CRITIC
+    )
+    trainer = build_trainer(recipe)
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
+    trainer.model.train()
+    trainer._generate_and_score_completions(rows)
+    stats = trainer.feedback_provider.critic.stats
+    assert stats.requests == 8 and len(server.requests) == 8 + stats.regenerated  # one round, asked concurrently
+    for row in rows:
+        critique = "Check step 1.\nVerdict: incorrect" if not row["attempt_correct"][0] else None
+        if critique:  # a critique that agrees with the checker is kept; one that disagrees falls back (indicative)
+            assert row["feedback_texts"] == [critique + CritiqueFeedback.SUFFIX]
+
+
+def test_feedback_critic_settings_are_checked_and_eval_defaults(tmp_path, tiny_model_dir):
+    from selfcorrect.configs import RecipeError, parse_recipe
+
+    bad = write_recipe(tmp_path, tiny_model_dir, critic="endpoint", **SCORE_WITH_CRITIC)
+    with pytest.raises(RecipeError, match="critic_url"):
+        parse_recipe(["--config", str(bad)])
+    good = write_recipe(tmp_path, tiny_model_dir, critic="indicative_gt", **SCORE_WITH_CRITIC)
+    _, _, script_args, _ = parse_recipe(["--config", str(good)])
+    assert script_args.eval_feedback == "indicative_gt"
+    with pytest.raises(RecipeError, match="eval_feedback: critic"):
+        parse_recipe(["--config", str(good), "--eval_feedback", "critic"])
 
 
 # --- in the trainer ----------------------------------------------------------------------------------------------------

@@ -21,9 +21,9 @@ from selfcorrect.algos import (
 from selfcorrect.configs import RecipeError, parse_recipe
 from selfcorrect.rewards import outcome_reward
 from selfcorrect.train import main as train_main
+from selfcorrect.trainers.self_verification import concat_batches
 from selfcorrect.verification import (
     DEFAULT_VERIFICATION_TEMPLATE,
-    concat_batches,
     parse_rating,
     verification_reward,
     verification_template,

@@ -18,8 +18,8 @@ from .critique import CritiqueGRPOConfig, CritiqueGRPOTrainer
 from .grpo import GRPOConfig, GRPOTrainer
 from .nsr import NegativeSampleConfig, NegativeSampleTrainer
 from .redi import REDIConfig, REDITrainer
+from .rise import RISEConfig, RISETrainer
 from .score import SCoReConfig, SCoReTrainer, UFOConfig, UFOTrainer
-from .verify import RISEConfig, RISETrainer
 
 
 class Method(NamedTuple):

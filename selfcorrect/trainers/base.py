@@ -34,6 +34,7 @@ How each method composes with `advantage_mode`, R3L amplification and RISE verif
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar
@@ -52,13 +53,25 @@ from ..algos import (
     sign_weighted_advantages,
     spread_over_attempts,
 )
-from ..collective import any_rank
+from ..collective import any_rank, max_over_ranks
+from ..critics import (
+    CRITICS,
+    CRITIQUE_TEMPLATE,
+    Critic,
+    CriticError,
+    CritiqueFeedback,
+    EndpointCritic,
+    build_critic,
+    validate_critic_settings,
+)
 from ..episodes import ChatTurns, Episode, EpisodeSpec, judge_accuracy, max_episode_length, run_episodes
 from ..feedback import FEEDBACK, AttemptOutcome, FeedbackProvider, get_feedback_provider
 from ..guards import UnscoredBatches
 from ..metrics import carry_forward, self_correction_metrics
-from ..verification import add_verifications, check_verification_fields
 from .grpo import GRPOConfig
+from .self_verification import SelfVerification, check_verification_fields
+
+logger = logging.getLogger("selfcorrect")
 
 
 @dataclass
@@ -109,7 +122,7 @@ class MultiAttemptConfig(GRPOConfig):
         default=0,
         metadata={
             "help": "RISE self-verification (Liu et al. 2025): B_v solutions of each generation batch (spread over "
-            "groups) that the policy verifies in the same update; 0: off. See `selfcorrect.verification`."
+            "groups) that the policy verifies in the same update; 0: off. See `selfcorrect.trainers.self_verification`."
         },
     )
     verification_generations: int = field(
@@ -124,15 +137,50 @@ class MultiAttemptConfig(GRPOConfig):
         default=1, metadata={"help": "RISE: which attempt of an episode is verified (1: the first, before revising)."}
     )
 
+    # The critic: Critique-GRPO's critiques, and the feedback turn of any trainer with `feedback: critic`.
+    critic: str = field(default="indicative_gt", metadata={"help": f"Critique source: {', '.join(CRITICS)}."})
+    critic_model: str | None = field(default=None, metadata={"help": "`critic: model`: a local model folder."})
+    critic_url: str | None = field(
+        default=None,
+        metadata={"help": "`critic: endpoint`: URL of an OpenAI-compatible server (e.g. http://host:8000/v1)."},
+    )
+    critic_model_name: str | None = field(default=None, metadata={"help": "`critic: endpoint`: the `model` field."})
+    critic_api_key_env: str | None = field(
+        default=None, metadata={"help": "`critic: endpoint`: name of an environment variable holding an API key."}
+    )
+    critic_template: str = field(
+        default=CRITIQUE_TEMPLATE,
+        metadata={"help": "Prompt of model critics: {question}, {response}, optional {solution} (the gold answer)."},
+    )
+    critic_max_tokens: int = field(default=256, metadata={"help": "Token cap of a model critique."})
+    critic_temperature: float = field(
+        default=0.0, metadata={"help": "Sampling temperature of `model` / `endpoint` critics (0: greedy)."}
+    )
+    critic_retries: int = field(
+        default=1,
+        metadata={"help": "Regenerations of a model critique whose verdict disagrees with the checker or is missing."},
+    )
+    critic_timeout: float = field(default=60.0, metadata={"help": "`critic: endpoint`: seconds per request."})
+    critic_http_retries: int = field(default=2, metadata={"help": "`critic: endpoint`: retries of a failed request."})
+    critic_on_error: str = field(
+        default="indicative",
+        metadata={"help": "`critic: endpoint` still failing after its retries: indicative (fall back) or raise."},
+    )
+
     def __post_init__(self):
         super().__post_init__()
         if self.max_attempts < 1:
             raise ValueError(f"`max_attempts` must be at least 1; got {self.max_attempts}.")
         if self.max_attempt_length < 1:
             raise ValueError(f"`max_attempt_length` must be positive; got {self.max_attempt_length}.")
-        if self.feedback not in FEEDBACK:
-            raise ValueError(f"`feedback`: unknown provider '{self.feedback}'; choose one of {', '.join(FEEDBACK)}.")
-        get_feedback_provider(self.feedback, self.feedback_template)  # validates the template's placeholders
+        if self.feedback not in (*FEEDBACK, "critic"):
+            raise ValueError(
+                f"`feedback`: unknown provider '{self.feedback}'; choose one of {', '.join(FEEDBACK)} or critic."
+            )
+        if self.feedback == "critic":  # the critique, then `feedback_template` (null: ask for a corrected answer)
+            validate_critic_settings(self)
+        else:
+            get_feedback_provider(self.feedback, self.feedback_template)  # validates the template's placeholders
         if self.advantage_mode not in ADVANTAGE_MODES:
             raise ValueError(
                 f"`advantage_mode` must be one of {', '.join(ADVANTAGE_MODES)}; got {self.advantage_mode!r}."
@@ -154,7 +202,7 @@ class MultiAttemptConfig(GRPOConfig):
         check_verification_fields(self)
 
 
-class MultiAttemptGRPOTrainer(GRPOTrainer):
+class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
     """GRPO over multi-attempt episodes; per-attempt advantages are group-normalized attempt by attempt."""
 
     _tag_names = ["trl", "grpo", "selfcorrect", "multi-attempt"]
@@ -162,9 +210,14 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.rollout_func = self._rollout_episodes
-        self.feedback_provider: FeedbackProvider = get_feedback_provider(
-            self.args.feedback, self.args.feedback_template
-        )
+        self._padding_ids: list[int] = []  # a context that pads collective generation calls (the batch's shortest)
+        self._critique_tokens = 0
+        if self.args.feedback == "critic":
+            self.feedback_provider: FeedbackProvider = CritiqueFeedback(
+                self.build_critic(), suffix=self.args.feedback_template or CritiqueFeedback.SUFFIX
+            )
+        else:
+            self.feedback_provider = get_feedback_provider(self.args.feedback, self.args.feedback_template)
         self.chat_turns = ChatTurns(
             self._tokenizer,
             self.chat_template,
@@ -177,7 +230,7 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
             max_attempt_tokens=self.args.max_attempt_length,
             stop_on_correct=self.args.stop_on_correct,
         )
-        example = self.feedback_provider(AttemptOutcome(0, "", "0", False, False, {"solution": "0"})) or "Try again."
+        example = self._longest_feedback_example()
         needed = max_episode_length(self.episode_spec, self.chat_turns, example) if self.args.max_attempts > 1 else 0
         if self.args.max_completion_length is not None and self.args.max_completion_length < needed:
             raise ValueError(
@@ -223,6 +276,26 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
                 "its weighted reward reaches it), or override `judge`."
             )
 
+    def _longest_feedback_example(self) -> str:
+        """A feedback turn at least as long as any this run writes (for the `max_completion_length` check)."""
+        if self.args.feedback == "critic" and self.args.critic not in ("indicative", "indicative_gt"):
+            critique = " word" * self.args.critic_max_tokens  # a generated critique: up to `critic_max_tokens`
+            return critique + self.feedback_provider.suffix
+        outcome = AttemptOutcome(0, "", "0", False, False, {"solution": "0", "prompt": ""})
+        return self.feedback_provider(outcome) or "Try again."
+
+    def build_critic(self) -> Critic:
+        """The recipe's critic (`critic`, `critic_*`); `critic: self` generates with the policy, collectively."""
+        critic = build_critic(self.args, self_generate=self._generate_critique_texts, device=self.accelerator.device)
+        if isinstance(critic, EndpointCritic):
+            try:
+                critic.check()
+            except CriticError:
+                if self.args.critic_on_error == "raise":
+                    raise
+                logger.warning("critic endpoint not reachable now; critiques fall back to indicative until it answers")
+        return critic
+
     @property
     def group_size(self) -> int:
         """Episodes per group in the batch being scored: `num_generations` in training, `num_generations_eval` in eval."""
@@ -267,6 +340,14 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
         """The user turn after an attempt; None ends the episode. Default: the configured provider."""
         return self.feedback_provider(outcome)
 
+    def feedback_batch(self, outcomes: list[AttemptOutcome]) -> list[str | None]:
+        """The feedback turns after one round of attempts, in one call (a critic answers them as one batch). Called on
+        every rank in every round, also with no outcome, since a critic may generate collectively. An overriding
+        `feedback` is called per outcome."""
+        if type(self).feedback is not MultiAttemptGRPOTrainer.feedback:
+            return [self.feedback(outcome) for outcome in outcomes]
+        return self.feedback_provider.batch(outcomes)
+
     def attempt_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
         """(N, K, F) reward-function values -> (N, K) attempt rewards: TRL's weighted sum (NaN where unscored)."""
         weights = self.reward_weights.to(rewards_per_func.device)  # (F,)
@@ -299,6 +380,28 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
     def kl_coefficients(self, num_attempts: int) -> list[float] | None:
         """A KL coefficient per attempt, or None for TRL's uniform `beta` on every model token."""
         return None
+
+    # --- collective generation (critics that write with the policy) -------------------------------------------------------------------------------------
+
+    def _generate_collective(self, contexts: list[list[int]], max_new_tokens: int):
+        """Generate one continuation per context; every rank makes the call with the same number of contexts (padded
+        with `self._padding_ids`), or none of them does when no rank has a context."""
+        count = len(contexts)
+        target = max_over_ranks(self.accelerator, count)
+        if target == 0:
+            return [], None
+        padded = list(contexts) + [self._padding_ids] * (target - count)
+        ids, logprobs = self._generate_attempt(padded, max_new_tokens, attempt=1)
+        return ids[:count], (logprobs[:count] if logprobs is not None else None)
+
+    def _tokenize_messages(self, prompts: list) -> list[list[int]]:
+        return [list(ids) for ids in self._tokenize_prompts(prompts)[0]] if prompts else []
+
+    def _generate_critique_texts(self, messages: list[list[dict[str, str]]]) -> list[str]:
+        """Self-critique: the policy writes critiques (one collective generation call)."""
+        ids, _ = self._generate_collective(self._tokenize_messages(messages), self.args.critic_max_tokens)
+        self._critique_tokens += sum(len(i) for i in ids)
+        return [self._tokenizer.decode(i, skip_special_tokens=True) for i in ids]
 
     # --- rollout ---------------------------------------------------------------------------------------------------
 
@@ -334,12 +437,13 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
         if len(self._batch_rows) != len(prompts):
             raise RuntimeError("internal: the batch rows were not recorded before the rollout.")
         prompt_ids, _, _ = self._tokenize_prompts(prompts)
+        self._padding_ids = min(prompt_ids, key=len)
         episodes = run_episodes(
             prompt_ids,
             self._batch_rows,
             generate=self._generate_attempt,
             decode=lambda ids: self._tokenizer.decode(ids, skip_special_tokens=True),
-            feedback=self.feedback,
+            feedback=self.feedback_batch,
             turns=self.chat_turns,
             spec=self.episode_spec,
             judge=self.judge,
@@ -367,7 +471,7 @@ class MultiAttemptGRPOTrainer(GRPOTrainer):
             per_attempt = torch.tensor([coefficients] * len(inputs), device=device)
             output["kl_weights"] = spread_over_attempts(per_attempt, spans, num_tokens)  # (B, T)
         if self.args.verification_solutions > 0:  # RISE: verification rows of B_v solutions join the batch
-            output = add_verifications(self, inputs, output)
+            output = self.add_verifications(inputs, output)
         return output
 
     # --- scoring ---------------------------------------------------------------------------------------------------

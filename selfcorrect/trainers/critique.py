@@ -40,15 +40,9 @@ from ..algos import (
     policy_shaping_weight,
     refinement_candidates,
 )
-from ..collective import max_over_ranks
 from ..critics import (
-    CRITICS,
-    CRITIQUE_TEMPLATE,
     Critic,
-    CriticError,
     CritiqueRequest,
-    EndpointCritic,
-    build_critic,
     validate_critic_settings,
 )
 from ..episodes import attempt_verdict
@@ -107,34 +101,6 @@ class CritiqueGRPOConfig(MultiAttemptConfig):
     shaping_gamma: float = field(
         default=0.1, metadata={"help": "gamma of the policy-shaping weight pi / (pi + gamma) on refinement tokens."}
     )
-    critic: str = field(default="indicative_gt", metadata={"help": f"Critique source: {', '.join(CRITICS)}."})
-    critic_model: str | None = field(default=None, metadata={"help": "`critic: model`: a local model folder."})
-    critic_url: str | None = field(
-        default=None,
-        metadata={"help": "`critic: endpoint`: URL of an OpenAI-compatible server (e.g. http://host:8000/v1)."},
-    )
-    critic_model_name: str | None = field(default=None, metadata={"help": "`critic: endpoint`: the `model` field."})
-    critic_api_key_env: str | None = field(
-        default=None, metadata={"help": "`critic: endpoint`: name of an environment variable holding an API key."}
-    )
-    critic_template: str = field(
-        default=CRITIQUE_TEMPLATE,
-        metadata={"help": "Prompt of model critics: {question}, {response}, optional {solution} (the gold answer)."},
-    )
-    critic_max_tokens: int = field(default=256, metadata={"help": "Token cap of a model critique."})
-    critic_temperature: float = field(
-        default=0.0, metadata={"help": "Sampling temperature of `model` / `endpoint` critics (0: greedy)."}
-    )
-    critic_retries: int = field(
-        default=1,
-        metadata={"help": "Regenerations of a model critique whose verdict disagrees with the checker or is missing."},
-    )
-    critic_timeout: float = field(default=60.0, metadata={"help": "`critic: endpoint`: seconds per request."})
-    critic_http_retries: int = field(default=2, metadata={"help": "`critic: endpoint`: retries of a failed request."})
-    critic_on_error: str = field(
-        default="indicative",
-        metadata={"help": "`critic: endpoint` still failing after its retries: indicative (fall back) or raise."},
-    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -167,17 +133,7 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._padding_ids: list[int] = []
-        self.critic: Critic = build_critic(
-            self.args, self_generate=self._generate_critique_texts, device=self.accelerator.device
-        )
-        if isinstance(self.critic, EndpointCritic):
-            try:
-                self.critic.check()
-            except CriticError:
-                if self.args.critic_on_error == "raise":
-                    raise
-                logger.warning("critic endpoint not reachable now; critiques fall back to indicative until it answers")
+        self.critic: Critic = self.build_critic()
         self._placed: torch.Tensor | None = None  # (N,) gathered: rows holding a refinement
         self._critique_tokens = 0
 
@@ -203,28 +159,6 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
             return [dict(m) for m in prompt if m.get("role") == "system"] + [{"role": "user", "content": text}]
         return text
 
-    # --- collective generation -------------------------------------------------------------------------------------
-
-    def _generate_collective(self, contexts: list[list[int]], max_new_tokens: int):
-        """Generate one continuation per context; every rank makes the call with the same number of contexts (padded
-        with `self._padding_ids`), or none of them does when no rank has a context."""
-        count = len(contexts)
-        target = max_over_ranks(self.accelerator, count)
-        if target == 0:
-            return [], None
-        padded = list(contexts) + [self._padding_ids] * (target - count)
-        ids, logprobs = self._generate_attempt(padded, max_new_tokens, attempt=1)
-        return ids[:count], (logprobs[:count] if logprobs is not None else None)
-
-    def _tokenize_messages(self, prompts: list) -> list[list[int]]:
-        return [list(ids) for ids in self._tokenize_prompts(prompts)[0]] if prompts else []
-
-    def _generate_critique_texts(self, messages: list[list[dict[str, str]]]) -> list[str]:
-        """Self-critique: the policy writes critiques (one collective generation call)."""
-        ids, _ = self._generate_collective(self._tokenize_messages(messages), self.args.critic_max_tokens)
-        self._critique_tokens += sum(len(i) for i in ids)
-        return [self._tokenizer.decode(i, skip_special_tokens=True) for i in ids]
-
     # --- rollout ---------------------------------------------------------------------------------------------------
 
     def _rollout_episodes(self, prompts: list, trainer=None) -> dict[str, Any]:
@@ -249,7 +183,6 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
         local = self._local_rows(size)
         mine = candidates[local].nonzero().flatten().tolist()  # local row indices with a refinement to write
 
-        self._padding_ids = min(output["prompt_ids"], key=len)
         self._critique_tokens = 0
         self.critic.stats.reset()
         requests = [

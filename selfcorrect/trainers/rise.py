@@ -15,7 +15,7 @@ rows go into one policy update. How it differs from GRPO:
   (the paper trains with PPO and a critic instead; here TRL's GRPO normalization, `scale_rewards`, applies);
 - verification rows are appended to the solution rows before TRL's loss: `num_items_in_batch` counts both.
 
-The pass itself lives in `selfcorrect.verification` and is available to every multi-attempt trainer: a SCoRe or UFO
+The pass itself is `selfcorrect.trainers.self_verification.SelfVerification`, part of every multi-attempt trainer: a SCoRe or UFO
 recipe with `verification_solutions: 16` verifies attempt `verification_attempt` (1: the first, before revising) of
 16 episodes per batch. This file is the single-attempt method `rise` (max_attempts 1).
 """
