@@ -164,6 +164,39 @@ def ufo_returns(
     return torch.tensor(returns, dtype=torch.float32)
 
 
+# --- Padding: rows of very different lengths in one batch --------------------------------------------------------------
+
+
+def two_length_groups(
+    prompt_lengths: Sequence[int], completion_lengths: Sequence[int], min_saving: float = 0.25
+) -> list[list[int]]:
+    """Rows split into (at most) two groups so that padding each group to its own widths costs least.
+
+    A batch is padded to its longest prompt and longest completion; RISE's verification rows (prompts of ~250 tokens)
+    would pad every solution row to their length. Rows are ordered by total length and cut where
+    `sum over groups of rows x (max prompt + max completion)` is smallest; the split is taken only when it saves at
+    least `min_saving` of the padded tokens, else one group (all rows, in order). Indices within a group keep order.
+    """
+    n = len(prompt_lengths)
+    everything = [list(range(n))]
+    if n < 2:
+        return everything
+    order = sorted(range(n), key=lambda i: (prompt_lengths[i] + completion_lengths[i], i))
+    whole = n * (max(prompt_lengths) + max(completion_lengths))
+    best, best_cut = whole, None
+    for cut in range(1, n):
+        first, second = order[:cut], order[cut:]
+        cost = sum(
+            len(group) * (max(prompt_lengths[i] for i in group) + max(completion_lengths[i] for i in group))
+            for group in (first, second)
+        )
+        if cost < best:
+            best, best_cut = cost, cut
+    if best_cut is None or best > (1 - min_saving) * whole:
+        return everything
+    return [sorted(order[:best_cut]), sorted(order[best_cut:])]
+
+
 # --- Credit over tokens ------------------------------------------------------------------------------------------------
 
 

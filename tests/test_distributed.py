@@ -68,7 +68,7 @@ def test_deepspeed_two_ranks_train(tmp_path, tiny_model_dir, config, method):
     if method == "score":
         fields.update(score_stage=1, stage1_steps=1, max_completion_length=96)
     else:
-        fields.update(max_attempts=3, max_completion_length=160)
+        fields.update(max_attempts=3, max_completion_length=160, reward_funcs=["accuracy"])  # UFO: the verdict
     recipe = write_recipe(tmp_path, tiny_model_dir, method=method, **fields)
     script = ROOT / "tests" / "scripts" / "train_under_launch.py"
     _launch(2, script, str(recipe), str(tmp_path / "ranks"), *(["ufo"] if method == "ufo" else []), config=config)

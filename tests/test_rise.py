@@ -364,3 +364,52 @@ def test_two_ranks_verify_disjoint_halves_of_one_selection(tmp_path, tiny_model_
     picked = [r["picked"][::2] for r in ranks]  # one entry per verified solution (n = 2 rows each)
     assert len(picked[0]) == len(picked[1]) == 2 and not set(picked[0]) & set(picked[1])
     assert sorted(p // 4 for p in picked[0] + picked[1]) == [0, 0, 1, 1]  # 4 of 2 groups, spread over both
+
+
+# --- padding: verification rows are not padded onto the solutions ------------------------------------------------------
+
+
+def test_two_length_groups_hand_example():
+    from selfcorrect.algos import two_length_groups
+
+    # 4 short rows (prompt 10, completion 8) and 2 long ones (prompt 250, completion 12): 6 x 262 = 1572 padded
+    # tokens in one group; 4 x 18 + 2 x 262 = 596 in two.
+    prompts, completions = [10, 250, 10, 10, 250, 10], [8, 12, 8, 8, 12, 8]
+    assert two_length_groups(prompts, completions) == [[0, 2, 3, 5], [1, 4]]
+    assert two_length_groups([10, 12, 11], [8, 8, 9]) == [[0, 1, 2]]  # saving < 25 %: one group
+    assert two_length_groups([5], [3]) == [[0]]
+
+
+def test_length_grouped_log_probs_equal_trls(tmp_path, tiny_model_dir, monkeypatch):
+    """A real RISE batch (solutions + verification rows): log-probs, entropies and the loss's gradient computed per
+    length group equal TRL's single padded forward to float tolerance."""
+    from trl import GRPOTrainer
+
+    monkeypatch.setattr(verification, "parse_rating", scripted_rating)
+    recipe = write_recipe(tmp_path, tiny_model_dir, scale_rewards="none", beta=0.01, **RISE)
+    trainer = build_trainer(recipe)
+    trainer.length_group_min_saving = 0.1  # this tiny batch saves 16 %: split it
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(rows)
+    input_ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+    mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+    keep = out["completion_ids"].size(1)
+    results = []
+    for method in (GRPOTrainer._get_per_token_logps_and_entropies, type(trainer)._get_per_token_logps_and_entropies):
+        trainer.model.zero_grad()
+        logps, entropies, _ = method(trainer, trainer.model, input_ids, mask, keep, compute_entropy=True)
+        (logps * out["completion_mask"]).sum().backward()
+        grads = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+        results.append((logps * out["completion_mask"], entropies * out["completion_mask"], grads))
+    (trl_logps, trl_entropies, trl_grads), (ours, our_entropies, our_grads) = results
+    torch.testing.assert_close(ours, trl_logps, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(our_entropies, trl_entropies, atol=1e-4, rtol=1e-4)
+    for a, b in zip(our_grads, trl_grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+    prompt_lengths = out["prompt_mask"].sum(dim=1).tolist()
+    completion_lengths = out["completion_mask"].sum(dim=1).tolist()
+    from selfcorrect.algos import two_length_groups
+
+    groups = two_length_groups(prompt_lengths, completion_lengths, 0.1)
+    assert len(groups) == 2 and set(groups[1]) <= set(range(8, 16))  # really split: long verification rows apart

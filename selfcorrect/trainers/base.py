@@ -52,6 +52,7 @@ from ..algos import (
     scale_positive_advantages,
     sign_weighted_advantages,
     spread_over_attempts,
+    two_length_groups,
 )
 from ..collective import any_rank, max_over_ranks
 from ..critics import (
@@ -206,6 +207,8 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
     """GRPO over multi-attempt episodes; per-attempt advantages are group-normalized attempt by attempt."""
 
     _tag_names = ["trl", "grpo", "selfcorrect", "multi-attempt"]
+    # The loss forward runs per length group when that saves at least this share of padded tokens.
+    length_group_min_saving: float = 0.25
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -256,10 +259,12 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
             )
         ignored = [name for name in self.reward_func_names if name not in VERDICT_REWARDS]
         if not self.credit_reads_rewards() and ignored:
+            source = "its `attempt_advantages`" if own_credit else f"`advantage_mode: {mode}`"
+            remedy = "" if own_credit else ", or `advantage_mode: grpo`, whose credit reads them"
             raise ValueError(
-                f"{type(self).__name__} with `advantage_mode: {mode}` takes its credit from the judge's verdicts "
-                f"alone, so the reward function(s) {ignored} would never reach the gradient. Use `reward_funcs: "
-                "[accuracy]` (the verdict itself), or a method whose credit reads rewards (`advantage_mode: grpo`)."
+                f"{type(self).__name__} takes its credit from the judge's verdicts alone ({source}), so the reward "
+                f"function(s) {ignored} would never reach the gradient. Use `reward_funcs: [accuracy]` (the verdict "
+                f"itself){remedy}."
             )
         columns = getattr(self.train_dataset, "column_names", None) or []
         if (
@@ -580,6 +585,43 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
                 self._get_per_token_logps_and_entropies = inner
             else:
                 del self._get_per_token_logps_and_entropies
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        """TRL's log-probs, computed per length group when a batch mixes very different lengths (RISE's verification
+        rows beside solutions): each group is trimmed to its own prompt and completion widths, so short rows are not
+        padded to the long ones (`two_length_groups`). Attention only sees relative positions (RoPE), so the values are
+        TRL's up to float rounding (tested). Multimodal inputs and MoE aux losses take TRL's path unchanged."""
+        extra = dict(zip(("batch_size", "compute_entropy", "compute_aux_loss"), args)) | kwargs
+        multimodal = any(v is not None for k, v in extra.items() if k not in ("batch_size", "compute_entropy"))
+        prompt_width = input_ids.size(1) - logits_to_keep
+        prompt_lengths = attention_mask[:, :prompt_width].sum(dim=1).tolist()  # (B,) left-padded prompts
+        completion_mask = attention_mask[:, prompt_width:]  # (B, T)
+        positions = torch.arange(1, logits_to_keep + 1, device=attention_mask.device)
+        completion_lengths = (completion_mask * positions).amax(dim=1).tolist()  # (B,) up to the last real token
+        groups = two_length_groups(prompt_lengths, completion_lengths, self.length_group_min_saving)
+        if multimodal or len(groups) == 1:
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, **extra
+            )
+        logps, entropies = [], []
+        for rows in groups:
+            index = torch.tensor(rows, device=input_ids.device)
+            left = prompt_width - max(prompt_lengths[i] for i in rows)  # columns of left padding in every row
+            keep = max(1, max(completion_lengths[i] for i in rows))
+            columns = slice(left, prompt_width + keep)
+            group_logps, group_entropies, _ = super()._get_per_token_logps_and_entropies(
+                model, input_ids[index, columns], attention_mask[index, columns], keep, **extra
+            )  # (g, keep)
+            pad = (0, logits_to_keep - keep)
+            logps.append(torch.nn.functional.pad(group_logps, pad))  # (g, T)
+            if group_entropies is not None:
+                entropies.append(torch.nn.functional.pad(group_entropies, pad))
+        grouped_order = [i for rows in groups for i in rows]
+        position = {row: k for k, row in enumerate(grouped_order)}
+        restore = torch.tensor([position[i] for i in range(input_ids.size(0))], device=input_ids.device)  # (B,)
+        logps_out = torch.cat(logps)[restore]  # (B, T)
+        entropies_out = torch.cat(entropies)[restore] if entropies else None
+        return logps_out, entropies_out, None
 
     def _reduce_like_trl(self, per_token: torch.Tensor, mask: torch.Tensor, inputs) -> torch.Tensor:
         """A (B, T) loss term reduced with the normalization TRL's `_compute_loss` gives its policy loss."""
