@@ -6,6 +6,9 @@
 
 Every arm trains the same model on the same data, with the same rewards, batch, group size and per-attempt token cap:
 - `trl`: TRL's `GRPOTrainer` constructed directly from a `GRPOConfig` (the baseline);
+- `trl_equal`: the same, generating `--max-attempts` x `--max-new-tokens` tokens per row (EOS suppressed), as many as
+  a K-attempt episode samples: multi-attempt trainers are also compared with it at equal sequence length (their rows
+  add the feedback turns, which are not sampled, so their sequences are still a little longer);
 - every other method: the trainer a user gets from a recipe (`parse_recipe`, our data, model and reward loaders, the
   class registered for `method`), i.e. the code path of `python -m selfcorrect.train`. Methods default to `trl`, `grpo`
   and every method in `selfcorrect.trainers.METHODS` (new trainer families are picked up when they register).
@@ -46,6 +49,9 @@ from typing import Any
 import yaml
 
 BASELINE = "trl"
+EQUAL_LENGTH = "trl_equal"  # TRL generating as many tokens per row as a K-attempt episode: equal sequence length
+EQUAL_LENGTH_TOKEN_TARGET = 1.0  # multi-attempt time per generated token / the equal-length TRL arm's
+EQUAL_LENGTH_MEMORY_TARGET = 1.05  # multi-attempt peak memory / the equal-length TRL arm's
 SINGLE_TURN_TIME_TARGET = 1.05  # single-turn step time / TRL's
 MULTI_ATTEMPT_TOKEN_TARGET = 1.15  # multi-attempt time per generated token / TRL's
 MEMORY_TARGET = 1.10  # peak memory / TRL's
@@ -69,7 +75,7 @@ def available_methods() -> list[str]:
         for name, method in METHODS.items()
         if name != "multi_attempt" and method.offline_columns is None  # multi_attempt: the base SCoRe/UFO/NSR cover
     ]
-    return list(dict.fromkeys([BASELINE, "grpo", *ours]))
+    return list(dict.fromkeys([BASELINE, EQUAL_LENGTH, "grpo", *ours]))
 
 
 def parse_methods(text: str | None) -> list[str]:
@@ -105,7 +111,7 @@ def recipe_values(method: str, opts: argparse.Namespace, output_dir: Path) -> di
     cuda = torch.cuda.is_available()
     n = opts.max_new_tokens
     values: dict[str, Any] = dict(
-        method="grpo" if method == BASELINE else method,
+        method="grpo" if method in (BASELINE, EQUAL_LENGTH) else method,
         model_name_or_path=opts.model,
         dtype=opts.dtype or ("bfloat16" if cuda else "float32"),
         dataset_name="bundled:arithmetic",
@@ -133,9 +139,11 @@ def recipe_values(method: str, opts: argparse.Namespace, output_dir: Path) -> di
         report_to="none",
         dataloader_num_workers=0,
     )
+    if method == EQUAL_LENGTH:
+        n = values["max_completion_length"] = opts.max_attempts * opts.max_new_tokens
     if opts.fixed_length:
         values["generation_kwargs"] = {"min_new_tokens": n}
-    if method in (BASELINE, "grpo"):
+    if method in (BASELINE, EQUAL_LENGTH, "grpo"):
         return values
     from .configs import recipe_dataclasses
 
@@ -283,7 +291,8 @@ def run_arm(method: str, repeat: int, opts: argparse.Namespace, work_dir: Path) 
     recipe.write_text(yaml.safe_dump(recipe_values(method, opts, arm_dir / "out")))
     result_path = arm_dir / "result.json"
     command = [sys.executable, "-m", "selfcorrect.bench", "--child", str(recipe), "--result", str(result_path)]
-    command += ["--warmup-steps", str(opts.warmup_steps)] + (["--baseline"] if method == BASELINE else [])
+    baseline = method in (BASELINE, EQUAL_LENGTH)
+    command += ["--warmup-steps", str(opts.warmup_steps)] + (["--baseline"] if baseline else [])
     env = {**os.environ, **CHILD_ENV}
     start = time.perf_counter()
     with open(arm_dir / "log.txt", "w") as log:
@@ -320,6 +329,7 @@ def summarize(runs: list[dict[str, Any]], methods: list[str], device: str) -> li
             )
         rows.append(row)
     base = next((r for r in rows if r["method"] == BASELINE and r.get("runs")), None)
+    equal = next((r for r in rows if r["method"] == EQUAL_LENGTH and r.get("runs")), None)
     for row in rows:
         if base is None or not row.get("runs"):
             continue
@@ -327,7 +337,10 @@ def summarize(runs: list[dict[str, Any]], methods: list[str], device: str) -> li
         row["token_ratio"] = row["tokens_per_step"] / base["tokens_per_step"]
         row["token_time_ratio"] = row["seconds_per_1k_tokens"] / base["seconds_per_1k_tokens"]
         row["memory_ratio"] = row["peak_memory_mib"] / base["peak_memory_mib"]
-        if row["method"] != BASELINE:
+        if equal is not None and row["attempts"] > 1:  # the same sequence length as the episode
+            row["equal_token_time_ratio"] = row["seconds_per_1k_tokens"] / equal["seconds_per_1k_tokens"]
+            row["equal_memory_ratio"] = row["peak_memory_mib"] / equal["peak_memory_mib"]
+        if row["method"] not in (BASELINE, EQUAL_LENGTH):
             row["targets_met"] = targets_met(row)
     return rows
 
@@ -339,7 +352,11 @@ def targets_met(row: dict[str, Any]) -> dict[str, bool]:
         time_ok = row["token_time_ratio"] <= MULTI_ATTEMPT_TOKEN_TARGET
     else:
         time_ok = row["time_ratio"] <= SINGLE_TURN_TIME_TARGET
-    return {"time": time_ok, "memory": row["memory_ratio"] <= MEMORY_TARGET}
+    met = {"time": time_ok, "memory": row["memory_ratio"] <= MEMORY_TARGET}
+    if "equal_memory_ratio" in row:  # a multi-attempt trainer against TRL at the episode's length
+        met["time@equal"] = row["equal_token_time_ratio"] <= EQUAL_LENGTH_TOKEN_TARGET
+        met["memory@equal"] = row["equal_memory_ratio"] <= EQUAL_LENGTH_MEMORY_TARGET
+    return met
 
 
 def machine_description() -> tuple[str, str]:
@@ -403,12 +420,12 @@ def markdown_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "```",
         "",
         "| method | trainer | attempts | s / step | gen tokens / step | tokens / s | s / 1k tokens | peak MiB "
-        "| time × TRL | time/token × TRL | memory × TRL | targets |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| time × TRL | time/token × TRL | memory × TRL | time/token × TRL@equal | memory × TRL@equal | targets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if not row.get("runs"):
-            lines.append(f"| {row['method']} | failed: {row.get('error', '?')} |" + " |" * 10)
+            lines.append(f"| {row['method']} | failed: {row.get('error', '?')} |" + " |" * 12)
             continue
         met = row.get("targets_met")
         targets = "baseline" if met is None else ", ".join(f"{k} {'✅' if ok else '❌'}" for k, ok in met.items())
@@ -418,12 +435,16 @@ def markdown_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"| {row['method']} | {row['trainer']} | {row['attempts']} | {row['seconds_per_step']:.2f} "
             f"| {row['tokens_per_step']:.0f} | {row['tokens_per_second']:.1f} | {row['seconds_per_1k_tokens']:.2f} "
             f"| {row['peak_memory_mib']:.0f} | {_fmt(row.get('time_ratio'), '.3f')} "
-            f"| {_fmt(row.get('token_time_ratio'), '.3f')} | {_fmt(row.get('memory_ratio'), '.3f')} | {targets} |"
+            f"| {_fmt(row.get('token_time_ratio'), '.3f')} | {_fmt(row.get('memory_ratio'), '.3f')} "
+            f"| {_fmt(row.get('equal_token_time_ratio'), '.3f')} | {_fmt(row.get('equal_memory_ratio'), '.3f')} "
+            f"| {targets} |"
         )
     lines += [
         "",
         "Targets: single-turn time × TRL ≤ 1.05; a trainer that samples more tokens than TRL (attempts, critiques, "
-        "refinements, verifications): time per generated token × TRL ≤ 1.15; memory × TRL ≤ 1.10.",
+        "refinements, verifications): time per generated token × TRL ≤ 1.15; memory × TRL ≤ 1.10. Multi-attempt "
+        f"trainers against `{EQUAL_LENGTH}` (TRL generating K × the attempt cap per row, the episode's sequence "
+        "length): time per generated token ≤ 1.0, memory ≤ 1.05.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -445,6 +466,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Seconds per step, generated tokens per second and peak memory of our trainers vs plain TRL.",
     )
     parser.add_argument("--model", default="embedded", help="`embedded`, a local model folder, or a hub id.")
+    parser.add_argument(
+        "--random-init",
+        action="store_true",
+        help="Random weights of --model's architecture (its config and tokenizer suffice): throughput without weights.",
+    )
     parser.add_argument(
         "--methods",
         default=None,
@@ -506,6 +532,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out_dir = Path(opts.output_dir or f"outputs/bench/{stamp:%Y%m%d-%H%M%S}")
     out_dir.mkdir(parents=True, exist_ok=True)
     device, machine = machine_description()
+    model_label = f"random-init {opts.model}" if opts.random_init else opts.model
+    if opts.random_init:  # one random-init copy, shared by every arm
+        from .models import random_init_model
+
+        dtype = opts.dtype or ("bfloat16" if device == "cuda" else "float32")
+        opts.model = str(random_init_model(opts.model, out_dir / "random-init-model", dtype))
     runs = []
     for repeat in range(opts.repeats):  # alternate: trl grpo score ... trl grpo score ...
         for method in methods:
@@ -532,6 +564,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             key: getattr(opts, key)
             for key in (
                 "model",
+                "random_init",
                 "steps",
                 "warmup_steps",
                 "repeats",
@@ -543,7 +576,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "beta",
             )
         }
-        | {"dtype": opts.dtype or ("bfloat16" if device == "cuda" else "float32"), "methods": methods},
+        | {
+            "dtype": opts.dtype or ("bfloat16" if device == "cuda" else "float32"),
+            "methods": methods,
+            "model": model_label,
+        },
     }
     report = markdown_report(rows, meta)
     (out_dir / "bench.md").write_text(report)

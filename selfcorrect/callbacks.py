@@ -1,5 +1,9 @@
 """Training callbacks: a preemption-safe stop, and the self-correction evaluation every N steps.
 
+What a run reports and how it stops when asked lives here; what refuses bad work (non-finite steps, unscored
+batches, incomplete checkpoints) lives in `selfcorrect.guards`, whether it is a callback or a trainer mixin, so that
+every fault the README's fault table lists has one home.
+
 On SIGTERM (Slurm preemption, `kill`) or SIGINT (Ctrl-C) the run finishes the optimizer step in flight, saves a
 resumable checkpoint (model, optimizer, scheduler, RNG, trainer state, hence the SCoRe stage) and stops; the next
 `python -m selfcorrect.train` with the same `output_dir` resumes from it. The ranks agree on the step to stop at (the

@@ -181,5 +181,47 @@ def load_model(model_args: ModelConfig, gradient_checkpointing: bool = False) ->
         raise ModelLoadError(f"could not load the model '{model_args.model_name_or_path}' from {path}: {exc}") from exc
 
 
+ARCHITECTURE_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                      "chat_template.jinja", "special_tokens_map.json")  # fmt: skip
+
+
+def export_architecture(source: str, target: str | Path) -> Path:
+    """A model folder without weights (config, generation config, tokenizer, chat template): a few MiB that travel
+    where the weights cannot, e.g. to a GPU machine for `python -m selfcorrect.bench --random-init`."""
+    import shutil
+
+    folder = Path(resolve_model_path(source))
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ARCHITECTURE_FILES:
+        if (folder / name).is_file():
+            shutil.copy2(folder / name, target / name)
+    return target
+
+
+def random_init_model(source: str, target: str | Path, dtype: str | None = None, seed: int = 0) -> Path:
+    """A randomly initialised model of `source`'s architecture (its config and tokenizer; no weights needed), saved
+    to `target`. Throughput does not depend on the weights, so a bench can run where the weights cannot travel."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder = resolve_model_path(source)
+    config = AutoConfig.from_pretrained(folder)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype))
+    target = Path(target)
+    model.save_pretrained(target)
+    AutoTokenizer.from_pretrained(folder).save_pretrained(target)
+    for name in ("generation_config.json", "chat_template.jinja"):
+        if (Path(folder) / name).is_file() and not (target / name).is_file():
+            (target / name).write_bytes((Path(folder) / name).read_bytes())
+    return target
+
+
 if __name__ == "__main__":
-    print(embedded_model_path())
+    import sys
+
+    if sys.argv[1:2] == ["--architecture"] and len(sys.argv) == 3:  # python -m selfcorrect.models --architecture DIR
+        print(export_architecture("embedded", sys.argv[2]))
+    else:
+        print(embedded_model_path())

@@ -16,33 +16,40 @@ from selfcorrect.bench import append_results, main, parse_methods, recipe_values
 
 def test_bench_runs_trl_and_score_and_writes_the_table(tmp_path, tiny_model_dir):
     out = tmp_path / "bench"
-    argv = ["--model", str(tiny_model_dir), "--methods", "trl,score", "--steps", "1", "--warmup-steps", "0"]
+    argv = ["--model", str(tiny_model_dir), "--methods", "trl,trl_equal,score", "--steps", "1", "--warmup-steps", "0"]
     argv += ["--repeats", "1", "--max-new-tokens", "6", "--num-generations", "2", "--batch-size", "4"]
     argv += ["--reward-funcs", "tests.helpers:varied_reward", "--output-dir", str(out)]
     result = main(argv)
 
     rows = {row["method"]: row for row in result["rows"]}
-    assert list(rows) == ["trl", "score"]
+    assert list(rows) == ["trl", "trl_equal", "score"]
     assert rows["trl"]["trainer"] == "GRPOTrainer" and rows["score"]["trainer"] == "SCoReTrainer"
-    # EOS suppressed: 4 completions x 6 tokens for TRL; 4 episodes x 2 attempts x 6 model tokens for SCoRe
+    # EOS suppressed: 4 completions x 6 tokens for TRL; 4 episodes x 2 attempts x 6 model tokens for SCoRe, and as
+    # many for TRL at the episode's length
     assert rows["trl"]["tokens_per_step"] == 24 and rows["score"]["tokens_per_step"] == 48
+    assert rows["trl_equal"]["tokens_per_step"] == 48 and rows["trl_equal"]["trainer"] == "GRPOTrainer"
+    score = rows["score"]
+    assert score["equal_memory_ratio"] == pytest.approx(
+        score["peak_memory_mib"] / rows["trl_equal"]["peak_memory_mib"]
+    )
+    assert "equal_memory_ratio" not in rows["trl"]  # single-turn rows are compared with `trl` only
     assert rows["trl"]["time_ratio"] == rows["trl"]["memory_ratio"] == 1.0
     for row in rows.values():
         assert row["seconds_per_step"] > 0 and row["peak_memory_mib"] > 0
-    assert set(rows["score"]["targets_met"]) == {"time", "memory"}
+    assert set(rows["score"]["targets_met"]) == {"time", "memory", "time@equal", "memory@equal"}
 
     table = (out / "bench.md").read_text()
     header = next(line for line in table.splitlines() if line.startswith("| method"))
-    for column in ("s / step", "tokens / s", "s / 1k tokens", "peak MiB", "time × TRL", "time/token × TRL"):
+    for column in ("s / step", "tokens / s", "s / 1k tokens", "peak MiB", "time × TRL", "time/token × TRL@equal"):
         assert column in header
-    body = [line for line in table.splitlines() if line.startswith(("| trl ", "| score "))]
-    assert [line.split("|")[1].strip() for line in body] == ["trl", "score"]
+    body = [line for line in table.splitlines() if line.startswith(("| trl ", "| trl_equal ", "| score "))]
+    assert [line.split("|")[1].strip() for line in body] == ["trl", "trl_equal", "score"]
     assert all(line.count("|") == header.count("|") for line in body)
     for needed in ("torch ", "transformers ", "TRL ", "Machine: ", "python -m selfcorrect.bench --model"):
         assert needed in table
     assert table.startswith(f"## {result['meta']['date']} — trainer benchmark")
     saved = json.loads((out / "bench.json").read_text())
-    assert [run["method"] for run in saved["runs"]] == ["trl", "score"]
+    assert [run["method"] for run in saved["runs"]] == ["trl", "trl_equal", "score"]
     assert saved["meta"]["versions"]["trl"].startswith("1.16")
 
 
@@ -63,13 +70,18 @@ def test_arm_recipes_share_everything_but_the_episode(tmp_path, tiny_model_dir):
         "verification_solutions",
     }
     assert recipe_values("nsr", opts, tmp_path)["max_attempts"] == 1  # single-turn trainer stays single-turn
+    equal = recipe_values("trl_equal", opts, tmp_path)  # TRL at the episode's length: 2 attempts x 8 tokens
+    assert equal["max_completion_length"] == 16 and equal["generation_kwargs"] == {"min_new_tokens": 16}
+    assert {k: v for k, v in equal.items() if k not in ("max_completion_length", "generation_kwargs")} == {
+        k: v for k, v in trl.items() if k not in ("max_completion_length", "generation_kwargs")
+    }
 
 
 def test_methods_are_discovered_and_checked():
     methods = parse_methods(None)
-    assert methods[:2] == ["trl", "grpo"] and {"score", "ufo", "nsr"} <= set(methods)
+    assert methods[:3] == ["trl", "trl_equal", "grpo"] and {"score", "ufo", "nsr"} <= set(methods)
     assert parse_methods("score") == ["trl", "score"]  # the baseline is always measured
-    with pytest.raises(ValueError, match="unknown method.*scroe.*available: trl, grpo"):
+    with pytest.raises(ValueError, match="unknown method.*scroe.*available: trl, trl_equal, grpo"):
         parse_methods("trl,scroe")
     from selfcorrect.trainers import METHODS
 
@@ -91,3 +103,26 @@ def argparse_namespace(**overrides):
     from selfcorrect.bench import parse_args
 
     return parse_args(["--max-new-tokens", "8", *[f"--{k}={v}" for k, v in overrides.items()]])
+
+
+def test_random_init_bench_needs_only_config_and_tokenizer(tmp_path, tiny_model_dir):
+    """The GPU bench's path (launch/bench_gpu.sh): a folder without weights, random weights made on the spot."""
+    import torch
+    from safetensors.torch import load_file
+
+    from selfcorrect.models import export_architecture
+
+    arch = export_architecture(str(tiny_model_dir), tmp_path / "arch")
+    assert (arch / "config.json").is_file() and (arch / "tokenizer.json").is_file()
+    assert not list(arch.glob("*.safetensors"))
+    out = tmp_path / "bench"
+    argv = ["--model", str(arch), "--random-init", "--methods", "trl", "--steps", "1", "--warmup-steps", "0"]
+    argv += ["--repeats", "1", "--max-new-tokens", "4", "--num-generations", "2", "--batch-size", "2"]
+    argv += ["--reward-funcs", "tests.helpers:varied_reward", "--output-dir", str(out)]
+    result = main(argv)
+    assert result["rows"][0]["runs"] == 1
+    assert result["meta"]["settings"]["model"] == f"random-init {arch}"
+    weights = load_file(str(out / "random-init-model" / "model.safetensors"))
+    reference = load_file(str(tiny_model_dir / "model.safetensors"))
+    assert weights.keys() == reference.keys()
+    assert any(not torch.equal(weights[k], reference[k]) for k in weights)  # fresh random weights

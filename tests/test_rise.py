@@ -380,36 +380,36 @@ def test_two_length_groups_hand_example():
     assert two_length_groups([5], [3]) == [[0]]
 
 
-def test_length_grouped_log_probs_equal_trls(tmp_path, tiny_model_dir, monkeypatch):
-    """A real RISE batch (solutions + verification rows): log-probs, entropies and the loss's gradient computed per
-    length group equal TRL's single padded forward to float tolerance."""
-    from trl import GRPOTrainer
+def test_length_grouped_loss_equals_trls(tmp_path, tiny_model_dir, monkeypatch):
+    """A real RISE batch (solutions + verification rows) through `_compute_loss`: the loss and its gradient with the
+    forward split per length group equal one padded forward (TRL's) to float tolerance."""
+    import selfcorrect.trainers.base as base
 
     monkeypatch.setattr(verification, "parse_rating", scripted_rating)
     recipe = write_recipe(tmp_path, tiny_model_dir, scale_rewards="none", beta=0.01, **RISE)
     trainer = build_trainer(recipe)
-    trainer.length_group_min_saving = 0.1  # this tiny batch saves 16 %: split it
     rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
     trainer.model.train()
     out = trainer._generate_and_score_completions(rows)
-    input_ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
-    mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
-    keep = out["completion_ids"].size(1)
-    results = []
-    for method in (GRPOTrainer._get_per_token_logps_and_entropies, type(trainer)._get_per_token_logps_and_entropies):
-        trainer.model.zero_grad()
-        logps, entropies, _ = method(trainer, trainer.model, input_ids, mask, keep, compute_entropy=True)
-        (logps * out["completion_mask"]).sum().backward()
-        grads = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
-        results.append((logps * out["completion_mask"], entropies * out["completion_mask"], grads))
-    (trl_logps, trl_entropies, trl_grads), (ours, our_entropies, our_grads) = results
-    torch.testing.assert_close(ours, trl_logps, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(our_entropies, trl_entropies, atol=1e-4, rtol=1e-4)
-    for a, b in zip(our_grads, trl_grads):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
-    prompt_lengths = out["prompt_mask"].sum(dim=1).tolist()
-    completion_lengths = out["completion_mask"].sum(dim=1).tolist()
-    from selfcorrect.algos import two_length_groups
+    trainer.current_gradient_accumulation_steps = 1
+    splits = []
+    real_groups = base.two_length_groups
 
-    groups = two_length_groups(prompt_lengths, completion_lengths, 0.1)
-    assert len(groups) == 2 and set(groups[1]) <= set(range(8, 16))  # really split: long verification rows apart
+    def spy(*args):
+        groups = real_groups(*args)
+        splits.append(len(groups))
+        return groups
+
+    monkeypatch.setattr(base, "two_length_groups", spy)
+    results = []
+    for min_saving in (0.1, 1.0):  # 0.1: this batch (16 % saving) is split; 1.0: never split (TRL's forward)
+        trainer.length_group_min_saving = min_saving
+        trainer.model.zero_grad()
+        loss = trainer._compute_loss(trainer.model, out)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]))
+    assert splits == [2, 1]
+    (split_loss, split_grads), (trl_loss, trl_grads) = results
+    torch.testing.assert_close(split_loss, trl_loss, atol=1e-5, rtol=1e-4)
+    for a, b in zip(split_grads, trl_grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)

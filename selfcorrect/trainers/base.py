@@ -592,7 +592,8 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         padded to the long ones (`two_length_groups`). Attention only sees relative positions (RoPE), so the values are
         TRL's up to float rounding (tested). Multimodal inputs and MoE aux losses take TRL's path unchanged."""
         extra = dict(zip(("batch_size", "compute_entropy", "compute_aux_loss"), args)) | kwargs
-        multimodal = any(v is not None for k, v in extra.items() if k not in ("batch_size", "compute_entropy"))
+        plain = ("batch_size", "compute_entropy", "compute_aux_loss")
+        multimodal = extra.get("compute_aux_loss") or any(v is not None for k, v in extra.items() if k not in plain)
         prompt_width = input_ids.size(1) - logits_to_keep
         prompt_lengths = attention_mask[:, :prompt_width].sum(dim=1).tolist()  # (B,) left-padded prompts
         completion_mask = attention_mask[:, prompt_width:]  # (B, T)
