@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export WANDB_MODE ?= offline
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: install demo test test-slow quality style bench reproduce clean
+.PHONY: install demo test test-slow test-math quality style bench reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,10 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# The pure-math tier (hand-worked tensors, metrics, the import graph): seconds, no model.
+test-math: install
+	$(PY) -m pytest -q tests/test_algos.py tests/test_metrics.py tests/test_layout.py
 
 quality: install
 	$(VENV)/bin/ruff check selfcorrect tests

@@ -192,7 +192,7 @@ def evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[st
             )
         )
     if getattr(script_args, "eval_verify_samples", 0) > 0:  # RISE: verification-weighted majority voting
-        from .verification import evaluate_with_script_args as evaluate_verification
+        from .verification import evaluate_vote_with_script_args as evaluate_verification
 
         result["metrics"].update(evaluate_verification(model, tokenizer, dataset, script_args))
     return result

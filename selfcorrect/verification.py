@@ -183,7 +183,7 @@ def evaluate_self_verification(
     return metrics
 
 
-def evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[str, float]:
+def evaluate_vote_with_script_args(model, tokenizer, dataset, script_args) -> dict[str, float]:
     """`evaluate_self_verification` with the recipe's `eval_verify_*` fields."""
     return evaluate_self_verification(
         model,

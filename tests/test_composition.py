@@ -299,6 +299,20 @@ def test_feedback_override_under_a_negative_sample_mode(tmp_path, tiny_model_dir
     assert all(row["feedback_texts"] == [f"Attempt 1 said {row['attempt_answers'][0]}."] for row in rows)
 
 
+def test_feedback_batch_override_writes_a_rounds_turns_in_one_call(tmp_path, tiny_model_dir):
+    class Numbered(MultiAttemptGRPOTrainer):
+        rounds: list[int] = []
+
+        def feedback_batch(self, outcomes):
+            Numbered.rounds.append(len(outcomes))
+            return [f"Attempt {i} of this round: try again." for i in range(len(outcomes))]
+
+    trainer = build_trainer(_recipe(tmp_path, tiny_model_dir), Numbered)
+    rows, _ = _batch(trainer)
+    assert Numbered.rounds == [8]  # two attempts: one round of feedback, all 8 episodes at once
+    assert [row["feedback_texts"] for row in rows] == [[f"Attempt {i} of this round: try again."] for i in range(8)]
+
+
 def test_kl_coefficients_override_gives_per_attempt_kl_weights(tmp_path, tiny_model_dir):
     class TwoKL(MultiAttemptGRPOTrainer):
         def kl_coefficients(self, num_attempts):

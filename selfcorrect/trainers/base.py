@@ -20,6 +20,8 @@ Subclass hooks (override one to change the method; each is always called, whatev
   Default: math-verify on the last boxed answer against `row["solution"]`; rows without a `solution` are judged by
   the reward functions (`judge_threshold`), or not at all (None) in single-attempt runs.
 - `feedback(outcome) -> str | None`: the user turn after an attempt (None ends the episode).
+- `feedback_batch(outcomes) -> list[str | None]`: one round's turns in one call (default: the provider's `batch`, which
+  a critic answers at once; an overriding `feedback` is called per outcome).
 - `attempt_rewards(rewards_per_func) -> (N, K)`: combine the reward functions' values for each attempt.
 - `attempt_advantages(rewards, episodes) -> (N, K)`: the method's credit over attempts. Default: per-attempt GRPO;
   under a negative-sample `advantage_mode`, each attempt's verdict as +-1 (Zhu et al.) or OREAL's reshaping.
