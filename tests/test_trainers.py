@@ -108,8 +108,9 @@ def test_subclass_hook_changes_the_feedback(tmp_path, tiny_model_dir):
         assert row["feedback_texts"][0] in masked_text
 
 
-def test_ufo_two_steps_with_early_stop(tmp_path, tiny_model_dir):
-    """UFO on a random model, with a scripted judge so that some attempts are 'correct' and episodes stop early."""
+def _scripted_ufo(tmp_path, tiny_model_dir, **fields):
+    """UFO (3 turns) on the tiny model with the parity judge, biased towards EOS: a random model almost never ends a
+    turn, and a truncated attempt is always wrong."""
     from selfcorrect.trainers import UFOTrainer
 
     class ScriptedUFO(UFOTrainer):
@@ -124,10 +125,16 @@ def test_ufo_two_steps_with_early_stop(tmp_path, tiny_model_dir):
         max_attempt_length=8,
         max_completion_length=160,
         reward_funcs=["accuracy"],  # UFO's credit is the verdict: the only reward it accepts
+        **fields,
     )
     trainer = build_trainer(recipe, ScriptedUFO)
-    # A random model almost never ends a turn, and a truncated attempt is always wrong: bias it towards EOS.
     trainer.generation_config.sequence_bias = [[[trainer.processing_class.eos_token_id], 9.0]]
+    return trainer
+
+
+def test_ufo_two_steps_with_early_stop(tmp_path, tiny_model_dir):
+    """UFO on a random model, with a scripted judge so that some attempts are 'correct' and episodes stop early."""
+    trainer = _scripted_ufo(tmp_path, tiny_model_dir)
     trainer.train()
     assert trainer.state.global_step == 2
     logs = [log for log in trainer.state.log_history if "selfcorrect/attempts_mean" in log]
@@ -184,24 +191,8 @@ def test_stage1_batch_credits_last_reward_and_weights_the_kl_per_attempt(tmp_pat
 
 def test_ufo_batch_gives_every_turn_the_group_normalized_return(tmp_path, tiny_model_dir):
     from selfcorrect.algos import ufo_returns
-    from selfcorrect.trainers import UFOTrainer
 
-    class ScriptedUFO(UFOTrainer):
-        def judge(self, text, row):
-            return parity_judge(text, row)
-
-    recipe = write_recipe(
-        tmp_path,
-        tiny_model_dir,
-        method="ufo",
-        max_attempts=3,
-        max_attempt_length=8,
-        max_completion_length=160,
-        scale_rewards="none",
-        reward_funcs=["accuracy"],
-    )
-    trainer = build_trainer(recipe, ScriptedUFO)
-    trainer.generation_config.sequence_bias = [[[trainer.processing_class.eos_token_id], 9.0]]
+    trainer = _scripted_ufo(tmp_path, tiny_model_dir, scale_rewards="none")
     rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
     trainer.model.train()
     out = trainer._generate_and_score_completions(rows)
