@@ -172,9 +172,22 @@ def run_arm(out: Path, arm: str, seed: int) -> None:
             "eval_seconds": round(eval_seconds, 1),
             "train_log": _train_summary(Path(trained)) if recipe is not None else None,
             "command": " ".join(command),
+            "commit": _commit(),
             "date": time.strftime("%Y-%m-%d %H:%M"),
         }
         result_path.write_text(json.dumps(result, indent=1) + "\n")  # at once: a later crash loses nothing
+
+
+def _commit() -> str | None:
+    """The code a run used (HEAD, `+dirty` with uncommitted changes), so a result file says what produced it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "selfcorrect"], cwd=ROOT, capture_output=True, text=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def _train_summary(path: Path) -> dict | None:

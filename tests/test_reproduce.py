@@ -48,3 +48,11 @@ def test_table_means_over_seeds_and_lists_missing_runs(reproduce, tmp_path):
     assert low <= 25.0 <= high
     assert cells[-1] == "1.0"  # train minutes
     assert "Not yet run:" in table and "base/nofb" in table and "score/fb" in table
+
+
+def test_result_files_name_the_code_that_produced_them(reproduce):
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = reproduce._commit()
+    assert commit is not None and commit.removesuffix("+dirty") == head
