@@ -2,6 +2,7 @@
 
     python recipes/reproduce.py run   [--arms base,warmup,warmup+score] [--seeds 0,1,2] [--out outputs/reproduce]
     python recipes/reproduce.py table [--out outputs/reproduce] [--write recipes/RESULTS_selfcorrection.md]
+    python recipes/reproduce.py compare --compare fb:warmup_fb,grpo   # paired difference of the revision gain
     make reproduce                    # run every arm and seed, then the table
 
 Each run (arm, seed) trains from the embedded SmolLM2-135M-Instruct (or from the same seed's warm-up model) with the
@@ -252,6 +253,32 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+GAIN = {"nofb": "Δ", "fb": "succ@3 − acc@1"}  # what revision adds, per mode
+
+
+def compare_arms(results_root: Path, mode: str, arm: str, other: str, resamples: int = 2000) -> tuple[float, ...]:
+    """Paired difference of what revision adds (`GAIN[mode]`, mean over each arm's seeds) between two arms, with a 95 %
+    percentile-bootstrap interval over problems (the same resampled problems for both arms and every seed)."""
+    attempts = 2 if mode == "nofb" else 3
+    per_arm = []
+    for name in (arm, other):
+        files = sorted((results_root / name).glob(f"seed*/result_{mode}.json"))
+        if not files:
+            raise FileNotFoundError(f"no {mode} results for arm '{name}' under {results_root}")
+        per_arm.append([_outcomes(json.loads(f.read_text())["correct"], attempts) for f in files])
+
+    def gain(index: list[int]) -> float:
+        means = [
+            sum(_stats([rows[i] for i in index], mode)[GAIN[mode]] for rows in seeds) / len(seeds) for seeds in per_arm
+        ]
+        return means[0] - means[1]
+
+    n = len(per_arm[0][0])
+    rng = random.Random(0)
+    draws = sorted(gain([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
+    return gain(list(range(n))), draws[int(0.025 * resamples)], draws[int(0.975 * resamples) - 1]
+
+
 def build_table(results_root: Path) -> str:
     lines = [
         f"Greedy, {EVAL_PROBLEMS} held-out bundled problems (levels {'-'.join(LEVELS)}), the same for every arm. Each cell: mean over "
@@ -291,7 +318,10 @@ def build_table(results_root: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "table"))
+    parser.add_argument("command", choices=("run", "table", "compare"))
+    parser.add_argument(
+        "--compare", default=None, help="compare: MODE:ARM,OTHER (e.g. fb:warmup_fb,grpo): the paired gain difference"
+    )
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from: {', '.join(ARMS)}")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument(
@@ -318,6 +348,15 @@ def main(argv: list[str] | None = None) -> int:
                 except RuntimeError as exc:  # one failed run must not stop the matrix; it is reported, not hidden
                     print(f"[failed] {arm} seed {seed}: {exc}", flush=True)
                     (out / arm / f"seed{seed}" / "FAILED").write_text(str(exc) + "\n")
+    if args.command == "compare":
+        if not args.compare or ":" not in args.compare or args.compare.count(",") != 1:
+            parser.error("compare needs --compare MODE:ARM,OTHER, e.g. --compare fb:warmup_fb,grpo")
+        mode, arms = args.compare.split(":")
+        arm, other = arms.split(",")
+        point, low, high = compare_arms(results_dir(), mode, arm, other)
+        print(f"{GAIN[mode]} ({mode}): {arm} − {other} = {100 * point:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] "
+              "(paired, 95 % bootstrap over problems)")  # fmt: skip
+        return 0
     table = build_table(results_dir())
     print(table)
     if args.write:

@@ -56,3 +56,15 @@ def test_result_files_name_the_code_that_produced_them(reproduce):
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     commit = reproduce._commit()
     assert commit is not None and commit.removesuffix("+dirty") == head
+
+
+def test_compare_is_the_paired_difference_of_the_revision_gain(reproduce, tmp_path):
+    # arm a: problem 0 fixed at turn 2, problem 1 right at once; arm b: nothing fixed -> gains 1/2 and 0
+    for arm, correct in (("a", [[False, True], [True]]), ("b", [[False, False, False], [True]])):
+        run = tmp_path / arm / "seed0"
+        run.mkdir(parents=True)
+        (run / "result_fb.json").write_text(json.dumps({"seed": 0, "correct": correct}))
+    point, low, high = reproduce.compare_arms(tmp_path, "fb", "a", "b")
+    assert point == 0.5 and low <= point <= high and low >= 0.0
+    with pytest.raises(FileNotFoundError, match="arm 'c'"):
+        reproduce.compare_arms(tmp_path, "fb", "a", "c")
