@@ -24,7 +24,7 @@ SAMPLE_EVERY = 10
 GROWTH_LIMIT = 0.02
 METHOD_FIELDS = {
     "score": dict(method="score", score_stage=1, stage1_steps=50, max_attempt_length=8, max_completion_length=96),
-    "ufo": dict(method="ufo", max_attempts=3, max_attempt_length=8, max_completion_length=160, reward_funcs=["accuracy"]),
+    "ufo": dict(method="ufo", max_attempts=3, max_attempt_length=8, max_completion_length=160),
     "critique_grpo": dict(method="critique_grpo", max_attempt_length=8, refine_groups="all"),
 }  # fmt: skip
 
