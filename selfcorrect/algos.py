@@ -183,13 +183,19 @@ def two_length_groups(
         return everything
     order = sorted(range(n), key=lambda i: (prompt_lengths[i] + completion_lengths[i], i))
     whole = n * (max(prompt_lengths) + max(completion_lengths))
+
+    def running_widths(rows: list[int]) -> list[int]:  # widths of rows[:1], rows[:2], ...: running max of each part
+        widths, prompt, completion = [], 0, 0
+        for i in rows:
+            prompt, completion = max(prompt, prompt_lengths[i]), max(completion, completion_lengths[i])
+            widths.append(prompt + completion)
+        return widths
+
+    head = running_widths(order)  # head[k]: width of order[: k + 1]
+    tail = running_widths(order[::-1])[::-1]  # tail[k]: width of order[k:]
     best, best_cut = whole, None
-    for cut in range(1, n):
-        first, second = order[:cut], order[cut:]
-        cost = sum(
-            len(group) * (max(prompt_lengths[i] for i in group) + max(completion_lengths[i] for i in group))
-            for group in (first, second)
-        )
+    for cut in range(1, n):  # this call is on the loss's path: O(n) after the sort
+        cost = cut * head[cut - 1] + (n - cut) * tail[cut]
         if cost < best:
             best, best_cut = cost, cut
     if best_cut is None or best > (1 - min_saving) * whole:

@@ -50,6 +50,7 @@ import yaml
 
 BASELINE = "trl"
 EQUAL_LENGTH = "trl_equal"  # TRL generating as many tokens per row as a K-attempt episode: equal sequence length
+TRL_ARMS = (BASELINE, EQUAL_LENGTH)  # plain TRL `GRPOTrainer`, built from a `GRPOConfig`
 EQUAL_LENGTH_TOKEN_TARGET = 1.0  # multi-attempt time per generated token / the equal-length TRL arm's
 EQUAL_LENGTH_MEMORY_TARGET = 1.05  # multi-attempt peak memory / the equal-length TRL arm's
 SINGLE_TURN_TIME_TARGET = 1.05  # single-turn step time / TRL's
@@ -111,7 +112,7 @@ def recipe_values(method: str, opts: argparse.Namespace, output_dir: Path) -> di
     cuda = torch.cuda.is_available()
     n = opts.max_new_tokens
     values: dict[str, Any] = dict(
-        method="grpo" if method in (BASELINE, EQUAL_LENGTH) else method,
+        method="grpo" if method in TRL_ARMS else method,
         model_name_or_path=opts.model,
         dtype=opts.dtype or ("bfloat16" if cuda else "float32"),
         dataset_name="bundled:arithmetic",
@@ -143,7 +144,7 @@ def recipe_values(method: str, opts: argparse.Namespace, output_dir: Path) -> di
         n = values["max_completion_length"] = opts.max_attempts * opts.max_new_tokens
     if opts.fixed_length:
         values["generation_kwargs"] = {"min_new_tokens": n}
-    if method in (BASELINE, EQUAL_LENGTH, "grpo"):
+    if method in (*TRL_ARMS, "grpo"):
         return values
     from .configs import recipe_dataclasses
 
@@ -291,8 +292,7 @@ def run_arm(method: str, repeat: int, opts: argparse.Namespace, work_dir: Path) 
     recipe.write_text(yaml.safe_dump(recipe_values(method, opts, arm_dir / "out")))
     result_path = arm_dir / "result.json"
     command = [sys.executable, "-m", "selfcorrect.bench", "--child", str(recipe), "--result", str(result_path)]
-    baseline = method in (BASELINE, EQUAL_LENGTH)
-    command += ["--warmup-steps", str(opts.warmup_steps)] + (["--baseline"] if baseline else [])
+    command += ["--warmup-steps", str(opts.warmup_steps)] + (["--baseline"] if method in TRL_ARMS else [])
     env = {**os.environ, **CHILD_ENV}
     start = time.perf_counter()
     with open(arm_dir / "log.txt", "w") as log:
@@ -340,7 +340,7 @@ def summarize(runs: list[dict[str, Any]], methods: list[str], device: str) -> li
         if equal is not None and row["attempts"] > 1:  # the same sequence length as the episode
             row["equal_token_time_ratio"] = row["seconds_per_1k_tokens"] / equal["seconds_per_1k_tokens"]
             row["equal_memory_ratio"] = row["peak_memory_mib"] / equal["peak_memory_mib"]
-        if row["method"] not in (BASELINE, EQUAL_LENGTH):
+        if row["method"] not in TRL_ARMS:
             row["targets_met"] = targets_met(row)
     return rows
 

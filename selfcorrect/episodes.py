@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .feedback import AttemptOutcome, FeedbackProvider
-from .rewards import extract_boxed, verify_answer
+from .rewards import extract_boxed, verify_completion
 
 
 def eos_ids(tokenizer, extra: Sequence[int] | int | None = None) -> list[int]:
@@ -42,7 +42,7 @@ JudgeFn = Callable[[str, dict[str, Any]], "bool | None"]
 
 def judge_accuracy(text: str, row: dict[str, Any]) -> bool | None:
     """Default judge: the last boxed answer checked with math-verify against `row["solution"]`."""
-    return verify_answer(row["solution"], extract_boxed(text) or "")
+    return verify_completion(text, row["solution"])
 
 
 def attempt_verdict(judged: bool | None, truncated: bool) -> bool | None:

@@ -111,11 +111,9 @@ class RewardBatchGuard:
     """Mixin for `GRPOTrainer` subclasses: the unscored-batch policy of `UnscoredBatches` (TRL's zero rewards already
     give such a batch advantage 0)."""
 
-    @property
-    def unscored_batches(self) -> UnscoredBatches:
-        if "_unscored_batches" not in self.__dict__:
-            self._unscored_batches = UnscoredBatches(getattr(self.args, "max_unscored_batches", 3))
-        return self._unscored_batches
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unscored_batches = UnscoredBatches(getattr(self.args, "max_unscored_batches", 3))  # TRL's config: 3
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (N, F)

@@ -203,18 +203,12 @@ def random_init_model(source: str, target: str | Path, dtype: str | None = None,
     """A randomly initialised model of `source`'s architecture (its config and tokenizer; no weights needed), saved
     to `target`. Throughput does not depend on the weights, so a bench can run where the weights cannot travel."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    folder = resolve_model_path(source)
-    config = AutoConfig.from_pretrained(folder)
+    target = export_architecture(source, target)  # config, generation config, tokenizer, chat template
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype))
-    target = Path(target)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(target), dtype=torch_dtype(dtype))
     model.save_pretrained(target)
-    AutoTokenizer.from_pretrained(folder).save_pretrained(target)
-    for name in ("generation_config.json", "chat_template.jinja"):
-        if (Path(folder) / name).is_file() and not (target / name).is_file():
-            (target / name).write_bytes((Path(folder) / name).read_bytes())
     return target
 
 

@@ -342,11 +342,13 @@ def accuracy_reward(
     the rollout, for early stop and feedback), and the reward is that verdict: math-verify runs once per attempt."""
     if len(completions) != len(solution):
         raise ValueError(f"{len(completions)} completions but {len(solution)} solutions.")
-    verdicts = judged_correct or [_verify_completion(c, gold) for c, gold in zip(completions, solution)]
+    verdicts = judged_correct or [verify_completion(c, gold) for c, gold in zip(completions, solution)]
     return [None if verdict is None else float(verdict) for verdict in verdicts]
 
 
-def _verify_completion(completion: Any, gold: str) -> bool | None:
+def verify_completion(completion: Any, gold: str) -> bool | None:
+    """Is the completion's last `\\boxed{}` answer equivalent to `gold`? (None: the gold does not parse.) The default
+    judge of multi-attempt episodes and the accuracy / outcome rewards both ask this."""
     return verify_answer(gold, extract_boxed(completion_text(completion)) or "")
 
 
@@ -364,7 +366,7 @@ def outcome_reward(
 
     if len(completions) != len(solution):
         raise ValueError(f"{len(completions)} completions but {len(solution)} solutions.")
-    verdicts = judged_correct or [_verify_completion(c, gold) for c, gold in zip(completions, solution)]
+    verdicts = judged_correct or [verify_completion(c, gold) for c, gold in zip(completions, solution)]
     rewards: list[float | None] = []
     for completion, verdict in zip(completions, verdicts):
         answer = (extract_boxed(completion_text(completion)) or "").strip()

@@ -16,12 +16,6 @@ from pathlib import Path
 logger = logging.getLogger("selfcorrect")
 
 
-def get_trainer_class(method: str):
-    from .trainers import get_method
-
-    return get_method(method).trainer
-
-
 def run_eval(trainer_or_model, tokenizer, test_ds, script_args, output_dir: str, name: str, accelerator=None):
     """The self-correction table on the main process (others wait), saved under `output_dir/eval/name.*`."""
     from .evaluate import evaluate_with_script_args, markdown_table, save_results
@@ -75,7 +69,8 @@ def build_trainer(argv: list[str] | None, trainer_cls: type | None = None):
 
     model_args, data_args, script_args, training_args = parse_recipe(argv)
     check_launch_matches_recipe(training_args)
-    offline_columns = get_method(script_args.method).offline_columns
+    method = get_method(script_args.method)
+    offline_columns = method.offline_columns
     need_test = (
         script_args.eval_before_training or script_args.eval_after_training or script_args.selfcorrect_eval_steps > 0
     )
@@ -89,7 +84,7 @@ def build_trainer(argv: list[str] | None, trainer_cls: type | None = None):
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     set_seed(training_args.seed)
     model = load_model(model_args, gradient_checkpointing=training_args.gradient_checkpointing)
-    trainer = (trainer_cls or get_trainer_class(script_args.method))(
+    trainer = (trainer_cls or method.trainer)(
         model=model,
         **rewards,
         args=training_args,

@@ -64,6 +64,7 @@ from ..critics import (
     CriticError,
     CritiqueFeedback,
     EndpointCritic,
+    ModelCritic,
     build_critic,
     validate_critic_settings,
 )
@@ -248,10 +249,15 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         self.unscored_batches = UnscoredBatches(self.args.max_unscored_batches)
         self._check_composition()
 
+    @property
+    def _has_own_credit(self) -> bool:
+        """Does this class (a method or a user's subclass) replace the default `attempt_advantages`?"""
+        return type(self).attempt_advantages is not MultiAttemptGRPOTrainer.attempt_advantages
+
     def _check_composition(self) -> None:
         """Refuse, before any step, a combination whose settings would be silently ignored."""
         mode = self.args.advantage_mode
-        own_credit = type(self).attempt_advantages is not MultiAttemptGRPOTrainer.attempt_advantages
+        own_credit = self._has_own_credit
         if mode == "oreal" and own_credit:
             raise ValueError(
                 f"`advantage_mode: oreal` reshapes binary outcomes within a group (behaviour cloning on correct samples, "
@@ -285,9 +291,10 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
 
     def _longest_feedback_example(self) -> str:
         """A feedback turn at least as long as any this run writes (for the `max_completion_length` check)."""
-        if self.args.feedback == "critic" and self.args.critic not in ("indicative", "indicative_gt"):
+        provider = self.feedback_provider
+        if isinstance(provider, CritiqueFeedback) and isinstance(provider.critic, ModelCritic):
             critique = " word" * self.args.critic_max_tokens  # a generated critique: up to `critic_max_tokens`
-            return critique + self.feedback_provider.suffix
+            return critique + provider.suffix
         outcome = AttemptOutcome(0, "", "0", False, False, {"solution": "0", "prompt": ""})
         return self.feedback_provider(outcome) or "Try again."
 
@@ -381,14 +388,13 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
     def credit_reads_rewards(self) -> bool:
         """Does `attempt_advantages` use the reward functions' values? The default credit does only in `grpo` mode; an
         overriding `attempt_advantages` is assumed to (override this too if it does not, as UFO does)."""
-        own_credit = type(self).attempt_advantages is not MultiAttemptGRPOTrainer.attempt_advantages
-        return own_credit or self.args.advantage_mode == "grpo"
+        return self._has_own_credit or self.args.advantage_mode == "grpo"
 
     def kl_coefficients(self, num_attempts: int) -> list[float] | None:
         """A KL coefficient per attempt, or None for TRL's uniform `beta` on every model token."""
         return None
 
-    # --- collective generation (critics that write with the policy) -------------------------------------------------------------------------------------
+    # --- collective generation (critics that write with the policy) ------------------------------------------------
 
     def _generate_collective(self, contexts: list[list[int]], max_new_tokens: int):
         """Generate one continuation per context; every rank makes the call with the same number of contexts (padded
@@ -593,8 +599,8 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         rows beside solutions): each group is trimmed to its own prompt and completion widths, so short rows are not
         padded to the long ones (`two_length_groups`). Attention only sees relative positions (RoPE), so the values are
         TRL's up to float rounding (tested). Multimodal inputs and MoE aux losses take TRL's path unchanged."""
-        extra = dict(zip(("batch_size", "compute_entropy", "compute_aux_loss"), args)) | kwargs
-        plain = ("batch_size", "compute_entropy", "compute_aux_loss")
+        plain = ("batch_size", "compute_entropy", "compute_aux_loss")  # TRL's positional order after logits_to_keep
+        extra = dict(zip(plain, args)) | kwargs
         multimodal = extra.get("compute_aux_loss") or any(v is not None for k, v in extra.items() if k not in plain)
         prompt_width = input_ids.size(1) - logits_to_keep
         prompt_lengths = attention_mask[:, :prompt_width].sum(dim=1).tolist()  # (B,) left-padded prompts
