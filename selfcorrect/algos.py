@@ -7,9 +7,12 @@ function could not give) are NaN and never enter a group statistic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
+
+from .registry import Registry
 
 
 def group_normalize(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4) -> torch.Tensor:
@@ -254,8 +257,39 @@ def aggregate_token_loss(
 
 # --- Negative-sample reinforcement (Zhu et al. 2025; OREAL, Lyu et al. 2025) --------------------------------------------
 
-ADVANTAGE_MODES = ("grpo", "psr", "nsr", "w_reinforce", "oreal")
-SIGN_WEIGHTED_MODES = ("psr", "nsr", "w_reinforce")  # modes that compose with any method's credit (sign weighting)
+
+class AdvantageMode(NamedTuple):
+    """What `advantage_mode: name` does to a batch's credit.
+
+    `weigh(credit, positive_weight)`: applied to any method's credit (any shape; None: unchanged);
+    `verdict_credit`: with no credit of the method's own, the credit is made from each attempt's verdict (+-1, or
+    OREAL's reshaping) instead of the group-normalized rewards, so the reward functions' values are not read;
+    `composes`: False for a credit of its own (OREAL) that would replace a method's credit, refused for such methods.
+    """
+
+    weigh: Callable[[torch.Tensor, float], torch.Tensor] | None
+    verdict_credit: bool = True
+    composes: bool = True
+
+
+def _keep_positive(credit: torch.Tensor, positive_weight: float) -> torch.Tensor:
+    return credit.clamp(min=0.0)
+
+
+def _keep_negative(credit: torch.Tensor, positive_weight: float) -> torch.Tensor:
+    return credit.clamp(max=0.0)
+
+
+def _down_weight_positive(credit: torch.Tensor, positive_weight: float) -> torch.Tensor:
+    return torch.where(credit > 0, credit * positive_weight, credit)
+
+
+ADVANTAGE_MODES: Registry[AdvantageMode] = Registry("advantage mode", "advantage_mode")
+ADVANTAGE_MODES.register("grpo", AdvantageMode(weigh=None, verdict_credit=False))
+ADVANTAGE_MODES.register("psr", AdvantageMode(weigh=_keep_positive))
+ADVANTAGE_MODES.register("nsr", AdvantageMode(weigh=_keep_negative))
+ADVANTAGE_MODES.register("w_reinforce", AdvantageMode(weigh=_down_weight_positive))
+ADVANTAGE_MODES.register("oreal", AdvantageMode(weigh=None, composes=False))
 
 
 def sign_weighted_advantages(advantages: torch.Tensor, mode: str, positive_weight: float = 0.1) -> torch.Tensor:
@@ -267,15 +301,8 @@ def sign_weighted_advantages(advantages: torch.Tensor, mode: str, positive_weigh
     this is exactly the paper's PSR / NSR / W-REINFORCE; on a method's own credit (SCoRe's shaped rewards, UFO's
     returns, Critique-GRPO's mixed groups) it keeps or down-weights that method's positive credit.
     """
-    if mode not in ADVANTAGE_MODES:
-        raise ValueError(f"advantage mode must be one of {ADVANTAGE_MODES}; got {mode!r}.")
-    if mode == "psr":
-        return advantages.clamp(min=0.0)
-    if mode == "nsr":
-        return advantages.clamp(max=0.0)
-    if mode == "w_reinforce":
-        return torch.where(advantages > 0, advantages * positive_weight, advantages)
-    return advantages
+    weigh = ADVANTAGE_MODES.lookup(mode).weigh
+    return advantages if weigh is None else weigh(advantages, positive_weight)
 
 
 def correctness_advantages(correct: torch.Tensor) -> torch.Tensor:
@@ -304,9 +331,9 @@ def negative_sample_advantages(
       (= -c / (G - 1) for a wrong sample in a group with c correct); groups with p in {0, 1} are dropped.
     Columns of an (N, K) input are treated independently (one group statistic per attempt).
     """
-    if mode not in ADVANTAGE_MODES or mode == "grpo":
-        raise ValueError(f"negative-sample mode must be one of {ADVANTAGE_MODES[1:]}; got {mode!r}.")
-    if mode in SIGN_WEIGHTED_MODES:
+    if not ADVANTAGE_MODES.lookup(mode).verdict_credit:
+        raise ValueError(f"`advantage_mode: {mode}` makes no credit from verdicts; it reads the rewards.")
+    if mode != "oreal":
         return sign_weighted_advantages(correctness_advantages(correct), mode, positive_weight)
     if correct.dim() == 2:
         columns = [

@@ -1,6 +1,6 @@
 """Critics: who writes the critique of a failed answer (Critique-GRPO, Zhang et al. 2025).
 
-    critic: indicative_gt        # in a recipe (method: critique_grpo); see `CRITICS`
+    critic: indicative_gt        # in a recipe; `CRITICS` (a registry) lists the names, `CRITICS.register` adds one
 
 A critic turns (question, response, checker verdict, gold answer) into a critique. One interface, `Critic.critique`
 (a batch in, one `Critique` per request out), serves the Critique-GRPO trainer's refinements and, through
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .feedback import AttemptOutcome, FeedbackProvider, IndicativeFeedback, check_template, fill_template
+from .registry import Registry
 from .rewards import question_text
 
 logger = logging.getLogger("selfcorrect")
@@ -374,14 +375,63 @@ class EndpointCritic(ModelCritic):
             ) from exc
 
 
-CRITICS = ("indicative", "indicative_gt", "self", "model", "endpoint")
+# `critic: name` -> a builder `(settings, self_generate, device) -> Critic`; `settings` is a config with the `critic_*`
+# fields, `self_generate` the policy's collective generation (for `critic: self`).
+CriticBuilder = Callable[..., Critic]
+CRITICS: Registry[CriticBuilder] = Registry("critic", "critic")
+
+
+def _model_critic_settings(settings: Any) -> dict[str, Any]:
+    return dict(template=settings.critic_template, retries=settings.critic_retries)
+
+
+def _build_self_critic(settings, self_generate, device) -> Critic:
+    if self_generate is None:
+        raise ValueError("`critic: self` needs the policy's generation function.")
+    critic = GenerateCritic(self_generate, collective=True, **_model_critic_settings(settings))
+    critic.name = "self"
+    return critic
+
+
+def _build_hf_critic(settings, self_generate, device) -> Critic:
+    return HFCritic(
+        settings.critic_model,
+        max_new_tokens=settings.critic_max_tokens,
+        temperature=settings.critic_temperature,
+        device=device,
+        **_model_critic_settings(settings),
+    )
+
+
+def _build_endpoint_critic(settings, self_generate, device) -> Critic:
+    import os
+
+    api_key = os.environ.get(settings.critic_api_key_env) if settings.critic_api_key_env else None
+    return EndpointCritic(
+        settings.critic_url,
+        model=settings.critic_model_name,
+        max_tokens=settings.critic_max_tokens,
+        temperature=settings.critic_temperature,
+        timeout=settings.critic_timeout,
+        http_retries=settings.critic_http_retries,
+        on_error=settings.critic_on_error,
+        api_key=api_key,
+        **_model_critic_settings(settings),
+    )
+
+
+CRITICS.register("indicative", lambda settings, self_generate, device: IndicativeCritic())
+CRITICS.register("indicative_gt", lambda settings, self_generate, device: IndicativeCritic(with_ground_truth=True))
+CRITICS.register("self", _build_self_critic)
+CRITICS.register("model", _build_hf_critic)
+CRITICS.register("endpoint", _build_endpoint_critic)
+GENERATING_CRITICS = ("self", "model", "endpoint")  # their critique template is checked before anything loads
 
 
 def validate_critic_settings(settings: Any) -> None:
     """Check a config's critic fields before anything is loaded (names the field and the expected value)."""
     name = settings.critic
-    if name not in CRITICS:
-        raise ValueError(f"`critic`: unknown critic '{name}'; choose one of {', '.join(CRITICS)}.")
+    CRITICS.lookup(name)
     if name == "model" and not settings.critic_model:
         raise ValueError("`critic: model` needs `critic_model` (a local model folder).")
     if name == "endpoint":
@@ -390,7 +440,7 @@ def validate_critic_settings(settings: Any) -> None:
             raise ValueError(
                 f"`critic: endpoint` needs `critic_url`, the http(s) URL of an OpenAI-compatible server; got {url!r}."
             )
-    if name in ("self", "model", "endpoint"):
+    if name in GENERATING_CRITICS:
         check_critique_template(settings.critic_template)
     if settings.critic_max_tokens < 1:
         raise ValueError(f"`critic_max_tokens` must be positive; got {settings.critic_max_tokens}.")
@@ -403,43 +453,12 @@ def validate_critic_settings(settings: Any) -> None:
 
 
 def build_critic(settings: Any, self_generate: Callable | None = None, device: Any = None) -> Critic:
-    """The critic named by `settings.critic` (a config with the `critic_*` fields).
+    """The critic named by `settings.critic` (a config with the `critic_*` fields), from the `CRITICS` registry.
 
     `self_generate` is the policy's collective generation function (needed by `critic: self`).
     """
-    import os
-
     validate_critic_settings(settings)
-    name = settings.critic
-    if name in ("indicative", "indicative_gt"):
-        return IndicativeCritic(with_ground_truth=name == "indicative_gt")
-    common = dict(template=settings.critic_template, retries=settings.critic_retries)
-    if name == "self":
-        if self_generate is None:
-            raise ValueError("`critic: self` needs the policy's generation function.")
-        critic = GenerateCritic(self_generate, collective=True, **common)
-        critic.name = "self"
-        return critic
-    if name == "model":
-        return HFCritic(
-            settings.critic_model,
-            max_new_tokens=settings.critic_max_tokens,
-            temperature=settings.critic_temperature,
-            device=device,
-            **common,
-        )
-    api_key = os.environ.get(settings.critic_api_key_env) if settings.critic_api_key_env else None
-    return EndpointCritic(
-        settings.critic_url,
-        model=settings.critic_model_name,
-        max_tokens=settings.critic_max_tokens,
-        temperature=settings.critic_temperature,
-        timeout=settings.critic_timeout,
-        http_retries=settings.critic_http_retries,
-        on_error=settings.critic_on_error,
-        api_key=api_key,
-        **common,
-    )
+    return CRITICS.lookup(settings.critic)(settings, self_generate, device)
 
 
 class CritiqueFeedback(FeedbackProvider):

@@ -12,14 +12,19 @@ next user turn, or None to end the episode. Providers:
 
 Templates may use the placeholders `{answer}` (the attempt's boxed answer), `{solution}` (gold answer) and
 `{attempt}` (1-based number of the attempt just made); other `{name}` placeholders are an error at construction, and
-any other brace (`\\boxed{}`) is literal text.
+any other brace (`\\boxed{}`) is literal text. `FEEDBACK` (a `selfcorrect.registry.Registry`) maps the names to their
+factories; `FEEDBACK.register("mine", MyFeedback)` adds one, and a recipe may name it as `feedback: package.module:mine`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
+
+from .registry import Registry
 
 # The paper's turn-2 instruction for MATH (Kumar et al. 2024, appendix), followed by our answer-format line.
 SCORE_INSTRUCTION = (
@@ -103,8 +108,8 @@ class InstructionFeedback(FeedbackProvider):
 
     name = "score_instruction"
 
-    def __init__(self, template: str = SCORE_INSTRUCTION):
-        self.template = check_template(template)
+    def __init__(self, template: str | None = None):
+        self.template = check_template(SCORE_INSTRUCTION if template is None else template)
 
     def __call__(self, outcome: AttemptOutcome) -> str | None:
         return self.render(self.template, outcome)
@@ -115,15 +120,16 @@ class UnaryFeedback(FeedbackProvider):
 
     name = "unary"
 
-    def __init__(self, template: str = UNARY_MESSAGE):
-        self.template = check_template(template)
+    def __init__(self, template: str | None = None):
+        self.template = check_template(UNARY_MESSAGE if template is None else template)
 
     def __call__(self, outcome: AttemptOutcome) -> str | None:
         return None if outcome.correct else self.render(self.template, outcome)
 
 
 class IndicativeFeedback(FeedbackProvider):
-    """Critique-GRPO's indicative critique: correct/incorrect, optionally with the ground truth."""
+    """Critique-GRPO's indicative critique: correct/incorrect, optionally with the ground truth, then `template` (the
+    request to revise; default `REVISE`), as a critique is followed by the template under `feedback: critic`."""
 
     name = "indicative"
     CORRECT = "The generated solution is correct."
@@ -131,7 +137,8 @@ class IndicativeFeedback(FeedbackProvider):
     GROUND_TRUTH = " The ground truth is {solution}."
     REVISE = " Please review your solution and write the final answer inside \\boxed{}."
 
-    def __init__(self, with_ground_truth: bool = False):
+    def __init__(self, template: str | None = None, with_ground_truth: bool = False):
+        self.revise = self.REVISE if template is None else " " + check_template(template)
         self.with_ground_truth = with_ground_truth
         self.name = "indicative_gt" if with_ground_truth else "indicative"
 
@@ -139,20 +146,17 @@ class IndicativeFeedback(FeedbackProvider):
         text = self.CORRECT if outcome.correct else self.INCORRECT
         if self.with_ground_truth:
             text += self.GROUND_TRUTH
-        return self.render(text + self.REVISE, outcome)
+        return self.render(text + self.revise, outcome)
 
 
-FEEDBACK = {
-    "score_instruction": InstructionFeedback,
-    "unary": UnaryFeedback,
-    "indicative": lambda template=None: IndicativeFeedback(with_ground_truth=False),
-    "indicative_gt": lambda template=None: IndicativeFeedback(with_ground_truth=True),
-}
+# `feedback: name` -> a factory taking the recipe's `feedback_template` (None: the provider's default text).
+FEEDBACK: Registry[Callable[[str | None], FeedbackProvider]] = Registry("feedback provider", "feedback")
+FEEDBACK.register("score_instruction", InstructionFeedback)
+FEEDBACK.register("unary", UnaryFeedback)
+FEEDBACK.register("indicative", partial(IndicativeFeedback, with_ground_truth=False))
+FEEDBACK.register("indicative_gt", partial(IndicativeFeedback, with_ground_truth=True))
 
 
 def get_feedback_provider(name: str, template: str | None = None) -> FeedbackProvider:
-    """A provider by registry name, with an optional template overriding its default text."""
-    if name not in FEEDBACK:
-        raise ValueError(f"unknown feedback provider '{name}'; choose one of {', '.join(FEEDBACK)}.")
-    factory = FEEDBACK[name]
-    return factory(template) if template is not None else factory()
+    """A provider by registry name (or `package.module:name`), with an optional template overriding its default."""
+    return FEEDBACK.lookup(name)(template)

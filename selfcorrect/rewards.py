@@ -31,6 +31,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .registry import Registry
+
 __all__ = [
     "REWARD_FUNCS",
     "RewardFunctionError",
@@ -374,11 +376,12 @@ def outcome_reward(
     return rewards
 
 
-REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {
-    "accuracy": accuracy_reward,
-    "format": format_reward,
-    "outcome": outcome_reward,
-}
+# `reward_funcs: [name, ...]` -> the function; a name not registered may be a dotted path (`package.module:func`, or
+# TRL's `package.module.func`) to any function, registered or not.
+REWARD_FUNCS: Registry[Callable[..., list[float | None]]] = Registry("reward function", "reward_funcs")
+REWARD_FUNCS.register("accuracy", accuracy_reward)
+REWARD_FUNCS.register("format", format_reward)
+REWARD_FUNCS.register("outcome", outcome_reward)
 
 
 # --- registry ----------------------------------------------------------------------------------------------------------

@@ -171,7 +171,7 @@ def test_negative_sample_modes_per_attempt_and_missing_attempts():
     correct = torch.tensor([[0.0, 1.0], [1.0, NAN], [0.0, 0.0], [0.0, 1.0]])  # (N, K), one episode stopped early
     adv = negative_sample_advantages(correct, 4, "w_reinforce", positive_weight=0.5)
     assert adv.tolist() == [[-1.0, 0.5], [0.5, 0.0], [-1.0, -1.0], [-1.0, 0.5]]
-    with pytest.raises(ValueError, match="negative-sample mode"):
+    with pytest.raises(ValueError, match="makes no credit from verdicts"):
         negative_sample_advantages(correct, 4, "grpo")
 
 

@@ -343,3 +343,83 @@ def test_trainer_uses_endpoint_critiques(tmp_path, tiny_model_dir, server):
     assert critiqued and all(row["critique"] == "Nothing adds up.\nVerdict: incorrect" for row in critiqued)
     assert len(server.requests) == len(critiqued)
     assert trainer._metrics["train"]["selfcorrect/critique_agreement"] == [1.0]
+
+
+# --- a real OpenAI-compatible server: `transformers serve` (the `serve` extra), offline on this CPU ------------------
+
+
+@pytest.fixture(scope="module")
+def transformers_server(tiny_model_dir):
+    """`transformers serve` on the tiny local model (the same command `make critic-server` runs on the embedded one)."""
+    pytest.importorskip("fastapi", reason="the `serve` extra: pip install -e '.[serve]'")
+    pytest.importorskip("uvicorn", reason="the `serve` extra: pip install -e '.[serve]'")
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    port = _free_port()
+    command = [str(Path(sys.executable).with_name("transformers")), "serve", str(tiny_model_dir), "--port", str(port)]
+    command += ["--device", "cpu", "--dtype", "float32"]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            pytest.fail(f"`{' '.join(command)}` did not start: {process.stderr.read()[-2000:]}")
+        time.sleep(0.5)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_endpoint_critic_against_transformers_serve(transformers_server):
+    """Every request is answered by the real server (on_error="raise": any HTTP failure would raise), asked 4 at a
+    time; the tiny random model writes no verdict line, so each critique is regenerated once, then indicative."""
+    critic = EndpointCritic(transformers_server, max_tokens=8, timeout=60, concurrency=4, on_error="raise")
+    critic.check()
+    critiques = critic.critique([WRONG, RIGHT] * 4)
+    assert len(critiques) == 8
+    assert critic.stats.requests == 8 and critic.stats.errors == 0
+    # 16 completions from the server: each request's critique had no verdict, was regenerated once, then replaced
+    assert critic.stats.regenerated == 8 and critic.stats.no_verdict == 16 and critic.stats.fallbacks == 8
+    assert [(c.source, c.tries, c.verdict) for c in critiques] == [
+        ("fallback", 2, r.correct) for r in [WRONG, RIGHT] * 4
+    ]
+
+
+def test_feedback_critic_endpoint_in_training_against_transformers_serve(
+    tmp_path, tiny_model_dir, transformers_server
+):
+    """`feedback: critic` + `critic: endpoint` as a recipe says it: one round of critiques from the real server."""
+    recipe = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        critic="endpoint",
+        critic_url=transformers_server,
+        critic_timeout=60.0,
+        critic_on_error="raise",
+        **SCORE_WITH_CRITIC,
+    )
+    trainer = build_trainer(recipe)
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
+    trainer.model.train()
+    trainer._generate_and_score_completions(rows)
+    stats = trainer.feedback_provider.critic.stats
+    assert stats.requests == 8 and stats.errors == 0
+    for row in rows:  # every first attempt is critiqued (SCoRe gives a second attempt to all)
+        assert row["feedback_texts"][0].endswith(CritiqueFeedback.SUFFIX)

@@ -581,10 +581,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise RecipeError(f"`--revision_max_new_tokens` must be at least 1; got {options.revision_max_new_tokens}.")
     model_args, data_args, script_args, training_args = parse_recipe(rest)
     feedback = options.feedback or getattr(training_args, "feedback", None) or script_args.eval_feedback
-    if feedback not in FEEDBACK:
-        raise RecipeError(
-            f"`--feedback`: unknown feedback provider '{feedback}'; choose one of {', '.join(FEEDBACK)}."
-        )
+    try:
+        FEEDBACK.lookup(feedback)
+    except ValueError as exc:
+        raise RecipeError(f"`--feedback`: {exc}") from None
     template = options.feedback_template
     if template is None and options.feedback is None:
         template = getattr(training_args, "feedback_template", None)

@@ -3,16 +3,17 @@
 `register_method(name, trainer, config)` adds a method (one line, in the file that defines it); a recipe names it as
 `method: name`, or as `method: package.module:name` for a method defined outside selfcorrect (the module is imported,
 and registers itself, when the recipe is parsed). `METHODS[name]` holds the trainer class, its config class, and for
-offline methods the dataset columns they train on besides the prompt.
+offline methods the dataset columns they train on besides the prompt. `METHODS` is a `selfcorrect.registry.Registry`,
+the style every recipe-named choice shares (feedback providers, critics, advantage modes, reward functions).
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import NamedTuple
 
 from trl import SFTConfig, SFTTrainer
 
+from ..registry import Registry
 from .base import MultiAttemptConfig, MultiAttemptGRPOTrainer
 from .critique import CritiqueGRPOConfig, CritiqueGRPOTrainer
 from .grpo import GRPOConfig, GRPOTrainer
@@ -28,31 +29,18 @@ class Method(NamedTuple):
     offline_columns: tuple[str, ...] | None = None  # offline methods: trace columns instead of reward functions
 
 
-METHODS: dict[str, Method] = {}
+METHODS: Registry[Method] = Registry("method", "method")
 
 
 def register_method(name: str, trainer: type, config: type, offline_columns: tuple[str, ...] | None = None) -> Method:
     """Make `method: name` build `trainer(args=config(...))`; re-registering a name with other classes is an error."""
-    method = Method(trainer, config, offline_columns)
-    if METHODS.get(name, method) != method:
-        raise ValueError(f"method '{name}' is already registered to {METHODS[name].trainer.__name__}.")
-    METHODS[name] = method
-    return method
+    return METHODS.register(name, Method(trainer, config, offline_columns))
 
 
 def get_method(name: str) -> Method:
-    """The registered method `name`, importing `package.module` first for `package.module:name`; ValueError names
-    the registered methods otherwise."""
-    if ":" in name:
-        module, _, short = name.partition(":")
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ValueError(f"method '{name}': cannot import module '{module}' ({exc}).") from exc
-        name = short
-    if name not in METHODS:
-        raise ValueError(f"unknown method '{name}'. Registered: {', '.join(sorted(METHODS))}.")
-    return METHODS[name]
+    """The registered method `name` (`package.module:name` imports the module first); ValueError names the
+    registered methods otherwise."""
+    return METHODS.lookup(name)
 
 
 register_method("grpo", GRPOTrainer, GRPOConfig)

@@ -69,7 +69,7 @@ from ..critics import (
     validate_critic_settings,
 )
 from ..episodes import ChatTurns, Episode, EpisodeSpec, judge_accuracy, max_episode_length, run_episodes
-from ..feedback import FEEDBACK, AttemptOutcome, FeedbackProvider, get_feedback_provider
+from ..feedback import FEEDBACK, AttemptOutcome, FeedbackProvider, FeedbackTemplateError, get_feedback_provider
 from ..guards import UnscoredBatches
 from ..metrics import carry_forward, self_correction_metrics
 from .grpo import GRPOConfig
@@ -91,7 +91,8 @@ class MultiAttemptConfig(GRPOConfig):
     )
     stop_on_correct: bool = field(default=False, metadata={"help": "End an episode at its first correct attempt."})
     feedback: str = field(
-        default="score_instruction", metadata={"help": f"Feedback provider between attempts: {', '.join(FEEDBACK)}."}
+        default="score_instruction",
+        metadata={"help": f"Feedback provider between attempts: {', '.join(FEEDBACK)}, critic."},
     )
     feedback_template: str | None = field(
         default=None,
@@ -177,23 +178,20 @@ class MultiAttemptConfig(GRPOConfig):
             raise ValueError(f"`max_attempts` must be at least 1; got {self.max_attempts}.")
         if self.max_attempt_length < 1:
             raise ValueError(f"`max_attempt_length` must be positive; got {self.max_attempt_length}.")
-        if self.feedback not in (*FEEDBACK, "critic"):
-            raise ValueError(
-                f"`feedback`: unknown provider '{self.feedback}'; choose one of {', '.join(FEEDBACK)} or critic."
-            )
         if self.feedback == "critic":  # the critique, then `feedback_template` (null: ask for a corrected answer)
             validate_critic_settings(self)
         else:
-            get_feedback_provider(self.feedback, self.feedback_template)  # validates the template's placeholders
-        if self.advantage_mode not in ADVANTAGE_MODES:
+            try:  # a registered provider; its template's placeholders
+                get_feedback_provider(self.feedback, self.feedback_template)
+            except FeedbackTemplateError:
+                raise
+            except ValueError as exc:
+                raise ValueError(f"{exc} Or `feedback: critic` (the `critic`'s critique).") from None
+        if not ADVANTAGE_MODES.lookup(self.advantage_mode).composes and self.own_credit:
             raise ValueError(
-                f"`advantage_mode` must be one of {', '.join(ADVANTAGE_MODES)}; got {self.advantage_mode!r}."
-            )
-        if self.advantage_mode == "oreal" and self.own_credit:
-            raise ValueError(
-                f"`advantage_mode: oreal` cannot compose with {self.own_credit}: OREAL reshapes binary outcomes within "
-                "a group and would replace the method's own credit. Use psr, nsr or w_reinforce (they weight the "
-                "method's positive and negative credit), or grpo."
+                f"`advantage_mode: {self.advantage_mode}` cannot compose with {self.own_credit}: it is a credit of its "
+                "own (OREAL reshapes binary outcomes within a group) and would replace the method's. Use psr, nsr or "
+                "w_reinforce (they weight the method's positive and negative credit), or grpo."
             )
         if not 0.0 <= self.positive_weight <= 1.0:
             raise ValueError(f"`positive_weight` (W-REINFORCE lambda) must be in [0, 1]; got {self.positive_weight}.")
@@ -258,9 +256,9 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         """Refuse, before any step, a combination whose settings would be silently ignored."""
         mode = self.args.advantage_mode
         own_credit = self._has_own_credit
-        if mode == "oreal" and own_credit:
+        if not ADVANTAGE_MODES.lookup(mode).composes and own_credit:
             raise ValueError(
-                f"`advantage_mode: oreal` reshapes binary outcomes within a group (behaviour cloning on correct samples, "
+                f"`advantage_mode: {mode}` reshapes binary outcomes within a group (behaviour cloning on correct samples, "
                 f"pass-rate-weighted RLOO on wrong ones); {type(self).__name__} assigns its own credit "
                 "(`attempt_advantages`), which OREAL would replace. Use psr, nsr or w_reinforce, which weight this "
                 "method's credit, or grpo."
@@ -376,7 +374,7 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         (then weighted by `assign_credit`: PSR keeps +1, NSR keeps -1, W-REINFORCE gives +lambda / -1); `oreal`:
         OREAL's reshaping of the verdicts within each group (Lyu et al. 2025)."""
         mode = self.args.advantage_mode
-        if mode == "grpo":
+        if not ADVANTAGE_MODES.lookup(mode).verdict_credit:  # grpo
             return per_attempt_advantages(rewards, self.group_size, self.scale_rewards)
         correct = attempt_correctness(episodes["attempt_correct"], rewards.size(1)).to(rewards.device)  # (N, K)
         if mode == "oreal":
@@ -388,7 +386,7 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
     def credit_reads_rewards(self) -> bool:
         """Does `attempt_advantages` use the reward functions' values? The default credit does only in `grpo` mode; an
         overriding `attempt_advantages` is assumed to (override this too if it does not, as UFO does)."""
-        return self._has_own_credit or self.args.advantage_mode == "grpo"
+        return self._has_own_credit or not ADVANTAGE_MODES.lookup(self.args.advantage_mode).verdict_credit
 
     def kl_coefficients(self, num_attempts: int) -> list[float] | None:
         """A KL coefficient per attempt, or None for TRL's uniform `beta` on every model token."""
