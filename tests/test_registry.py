@@ -116,3 +116,19 @@ def test_a_user_feedback_provider_and_critic_from_the_recipe(tmp_path, tiny_mode
     assert trainer.feedback_provider.critic.stats.requests - before == 4  # one round: every first attempt
     for row in rows:
         assert row["feedback_texts"][0].startswith(f"Look at step 1 of {row['solution']}.")
+
+
+def test_indicative_feedback_takes_the_recipe_template_as_its_request_to_revise():
+    from selfcorrect.feedback import AttemptOutcome, get_feedback_provider
+
+    outcome = AttemptOutcome(
+        row={"solution": "5"}, text="\\boxed{6}", answer="6", correct=False, truncated=False, attempt=0
+    )
+    default = get_feedback_provider("indicative_gt")(outcome)
+    assert default == (
+        "The generated solution is incorrect. The ground truth is 5. Please review your solution and write the final "
+        "answer inside \\boxed{}."
+    )
+    assert get_feedback_provider("indicative", "Fix attempt {attempt}.")(outcome) == (
+        "The generated solution is incorrect. Fix attempt 1."
+    )
