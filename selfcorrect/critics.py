@@ -91,6 +91,26 @@ class CriticStats:
         for name in self.__dataclass_fields__:
             setattr(self, name, 0)
 
+    def counts(self) -> list[int]:
+        """The counters in field order (to sum over ranks); `critique_rates` reads them back."""
+        return [getattr(self, name) for name in self.__dataclass_fields__]
+
+
+def critique_rates(counts: Sequence[float]) -> dict[str, float]:
+    """Logged rates from `CriticStats.counts()` (summed over ranks): agreement with the checker on the first try,
+    fallbacks to the indicative critique and endpoint errors per request, critiques without a verdict per critique
+    generated. Empty when nothing was asked."""
+    totals = dict(zip(CriticStats.__dataclass_fields__, counts))
+    requests = totals["requests"]
+    if not requests:
+        return {}
+    return {
+        "critique_agreement": totals["agreed_first"] / requests,
+        "critique_fallback": totals["fallbacks"] / requests,
+        "critique_no_verdict": totals["no_verdict"] / (requests + totals["regenerated"]),
+        "critique_errors": totals["errors"] / requests,
+    }
+
 
 def parse_verdict(text: str) -> bool | None:
     """The last "Verdict: correct/incorrect" (or `\\boxed{correct}`) in a critique: True, False or None (no verdict)."""

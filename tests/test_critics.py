@@ -286,6 +286,14 @@ def test_feedback_critic_endpoint_batches_a_round(tmp_path, tiny_model_dir, serv
     trainer._generate_and_score_completions(rows)
     stats = trainer.feedback_provider.critic.stats
     assert stats.requests == 8 and len(server.requests) == 8 + stats.regenerated  # one round, asked concurrently
+    agreed = sum(not row["attempt_correct"][0] for row in rows)  # "Verdict: incorrect" agrees with wrong answers
+    assert trainer._metrics["train"]["selfcorrect/critique_agreement"] == [agreed / 8]
+    trainer._generate_and_score_completions(rows)  # the next step logs its own round, not the running total
+    assert trainer._metrics["train"]["selfcorrect/critique_fallback"] == [0.0, 0.0]
+    assert (
+        trainer._metrics["train"]["selfcorrect/critique_agreement"][1]
+        == sum(not row["attempt_correct"][0] for row in rows) / 8
+    )
     for row in rows:
         critique = "Check step 1.\nVerdict: incorrect" if not row["attempt_correct"][0] else None
         if critique:  # a critique that agrees with the checker is kept; one that disagrees falls back (indicative)
@@ -423,3 +431,6 @@ def test_feedback_critic_endpoint_in_training_against_transformers_serve(
     assert stats.requests == 8 and stats.errors == 0
     for row in rows:  # every first attempt is critiqued (SCoRe gives a second attempt to all)
         assert row["feedback_texts"][0].endswith(CritiqueFeedback.SUFFIX)
+    metrics = trainer._metrics["train"]  # the random model writes no verdict: every critique falls back
+    assert metrics["selfcorrect/critique_fallback"] == [1.0] and metrics["selfcorrect/critique_no_verdict"] == [1.0]
+    assert metrics["selfcorrect/critique_errors"] == [0.0] and metrics["selfcorrect/critique_agreement"] == [0.0]

@@ -66,6 +66,7 @@ from ..critics import (
     EndpointCritic,
     ModelCritic,
     build_critic,
+    critique_rates,
     validate_critic_settings,
 )
 from ..episodes import ChatTurns, Episode, EpisodeSpec, judge_accuracy, max_episode_length, run_episodes
@@ -216,6 +217,7 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         self.rollout_func = self._rollout_episodes
         self._padding_ids: list[int] = []  # a context that pads collective generation calls (the batch's shortest)
         self._critique_tokens = 0
+        self._critic_counts_logged: torch.Tensor | None = None  # `feedback: critic`: counts logged so far (all ranks)
         if self.args.feedback == "critic":
             self.feedback_provider: FeedbackProvider = CritiqueFeedback(
                 self.build_critic(), suffix=self.args.feedback_template or CritiqueFeedback.SUFFIX
@@ -513,6 +515,7 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         if self.unscored_batches.check(rewards_per_func[:, 0], names):  # every episode made attempt 1
             self._attempt_advantages.zero_()  # as in TRL: an unscored batch contributes no policy gradient
         self._log_episodes(rewards, episodes)
+        self._log_feedback_critic()
 
         # TRL logs and baselines these; our advantages replace its advantages afterwards.
         return rewards_per_func[torch.arange(len(num_made), device=device), num_made - 1]  # (N, F)
@@ -528,6 +531,19 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         advantages = self.attempt_advantages(rewards, episodes)  # (N, K)
         advantages = sign_weighted_advantages(advantages, self.args.advantage_mode, self.args.positive_weight)
         return scale_positive_advantages(advantages, self.args.positive_advantage_scale)  # (N, K)
+
+    def _log_feedback_critic(self) -> None:
+        """`feedback: critic` with a generating critic: this step's critique rates, summed over ranks (collective)."""
+        critic = getattr(self.feedback_provider, "critic", None)
+        if not isinstance(critic, ModelCritic):
+            return
+        device = self.accelerator.device
+        totals = self.accelerator.reduce(torch.tensor(critic.stats.counts(), dtype=torch.float32, device=device))
+        logged = torch.zeros_like(totals) if self._critic_counts_logged is None else self._critic_counts_logged
+        self._critic_counts_logged = totals  # the counters only grow: each step logs its own difference
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        for name, rate in critique_rates((totals - logged).tolist()).items():
+            metrics[f"selfcorrect/{name}"].append(rate)
 
     def _log_episodes(self, rewards: torch.Tensor, episodes: dict[str, list]) -> None:
         mode = "train" if self.model.training else "eval"

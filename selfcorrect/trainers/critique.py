@@ -40,11 +40,7 @@ from ..algos import (
     policy_shaping_weight,
     refinement_candidates,
 )
-from ..critics import (
-    Critic,
-    CritiqueRequest,
-    validate_critic_settings,
-)
+from ..critics import Critic, CritiqueRequest, ModelCritic, critique_rates, validate_critic_settings
 from ..episodes import attempt_verdict
 from ..feedback import check_template, fill_template
 from ..rewards import extract_boxed, question_text
@@ -239,32 +235,12 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
         group = self.num_generations
         stats = self.critic.stats
         local = torch.tensor(
-            [
-                stats.requests,
-                stats.agreed_first,
-                stats.regenerated,
-                stats.no_verdict,
-                stats.fallbacks,
-                stats.errors,
-                sum(len(i) for i in ids),
-                response_tokens,
-                self._critique_tokens,
-            ],
+            [*stats.counts(), sum(len(i) for i in ids), response_tokens, self._critique_tokens],
             dtype=torch.float32,
             device=device,
         )
         totals = self.accelerator.reduce(local, reduction="sum").tolist()
-        (
-            requests,
-            agreed,
-            regenerated,
-            no_verdict,
-            fallbacks,
-            errors,
-            refine_tokens,
-            response_tokens,
-            critique_tokens,
-        ) = totals
+        *critic_counts, refine_tokens, response_tokens, critique_tokens = totals
         metrics["selfcorrect/acc_responses"].append(correct.mean().item())
         metrics["selfcorrect/refined_group_frac"].append(placed.view(-1, group).any(dim=1).float().mean().item())
         metrics["selfcorrect/refinements_generated"].append(float(candidates.sum().item()))
@@ -273,13 +249,10 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
         metrics["selfcorrect/refinement_tokens"].append(refine_tokens)  # every refinement generated, placed or not
         if candidates.any():
             metrics["selfcorrect/refinement_success"].append(refined_correct[candidates].mean().item())
-        if self.critic.name in ("self", "model", "endpoint"):
+        if isinstance(self.critic, ModelCritic):
             metrics["selfcorrect/critique_tokens"].append(critique_tokens)
-            if requests:
-                metrics["selfcorrect/critique_agreement"].append(agreed / requests)
-                metrics["selfcorrect/critique_fallback"].append(fallbacks / requests)
-                metrics["selfcorrect/critique_no_verdict"].append(no_verdict / max(requests + regenerated, 1))
-                metrics["selfcorrect/critique_errors"].append(errors / requests)
+            for name, rate in critique_rates(critic_counts).items():
+                metrics[f"selfcorrect/{name}"].append(rate)
 
     # --- scoring ---------------------------------------------------------------------------------------------------
 
