@@ -49,7 +49,7 @@ from typing import Any
 import yaml
 
 BASELINE = "trl"
-EQUAL_LENGTH = "trl_equal"  # TRL generating as many tokens per row as a K-attempt episode: equal sequence length
+EQUAL_LENGTH = "trl_equal"  # TRL generating as many tokens per row as a K-attempt episode holds: equal sequence length
 TRL_ARMS = (BASELINE, EQUAL_LENGTH)  # plain TRL `GRPOTrainer`, built from a `GRPOConfig`
 EQUAL_LENGTH_TOKEN_TARGET = 1.0  # multi-attempt time per generated token / the equal-length TRL arm's
 EQUAL_LENGTH_MEMORY_TARGET = 1.05  # multi-attempt peak memory / the equal-length TRL arm's
@@ -105,6 +105,16 @@ def parse_methods(text: str | None) -> list[str]:
 VERDICT_CREDIT_METHODS = ("ufo", "nsr")  # credit from verdicts only (`credit_reads_rewards()` is False)
 
 
+def feedback_turn_tokens(model: str) -> int:
+    """Tokens of the multi-attempt trainers' default feedback turn (SCoRe's instruction) as they splice it: the user
+    turn and the next assistant header, from the model's chat template."""
+    from .episodes import ChatTurns
+    from .feedback import SCORE_INSTRUCTION
+    from .models import load_tokenizer, resolve_model_path
+
+    return len(ChatTurns(load_tokenizer(resolve_model_path(model))).feedback_ids(SCORE_INSTRUCTION))
+
+
 def recipe_values(method: str, opts: argparse.Namespace, output_dir: Path) -> dict[str, Any]:
     """The recipe of one arm: the shared settings, plus the episode fields of a multi-attempt method."""
     import torch
@@ -140,8 +150,9 @@ def recipe_values(method: str, opts: argparse.Namespace, output_dir: Path) -> di
         report_to="none",
         dataloader_num_workers=0,
     )
-    if method == EQUAL_LENGTH:
-        n = values["max_completion_length"] = opts.max_attempts * opts.max_new_tokens
+    if method == EQUAL_LENGTH:  # K attempts, each cut at the cap and closed by an EOS, and K - 1 feedback turns
+        turn = feedback_turn_tokens(opts.model)
+        n = values["max_completion_length"] = opts.max_attempts * n + (opts.max_attempts - 1) * (turn + 1)
     if opts.fixed_length:
         values["generation_kwargs"] = {"min_new_tokens": n}
     if method in (*TRL_ARMS, "grpo"):
@@ -443,8 +454,9 @@ def markdown_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         "Targets: single-turn time × TRL ≤ 1.05; a trainer that samples more tokens than TRL (attempts, critiques, "
         "refinements, verifications): time per generated token × TRL ≤ 1.15; memory × TRL ≤ 1.10. Multi-attempt "
-        f"trainers against `{EQUAL_LENGTH}` (TRL generating K × the attempt cap per row, the episode's sequence "
-        "length): time per generated token ≤ 1.0, memory ≤ 1.05.",
+        f"trainers against `{EQUAL_LENGTH}` (TRL generating as many tokens per row as an episode holds: K × the "
+        "attempt cap, K − 1 feedback turns of SCoRe's instruction and their EOS): time per generated token ≤ 1.0, "
+        "memory ≤ 1.05.",
     ]
     return "\n".join(lines) + "\n"
 

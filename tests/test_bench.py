@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from selfcorrect.bench import append_results, main, parse_methods, recipe_values
+from selfcorrect.bench import append_results, feedback_turn_tokens, main, parse_methods, recipe_values
 
 
 def test_bench_runs_trl_and_score_and_writes_the_table(tmp_path, tiny_model_dir):
@@ -27,7 +27,8 @@ def test_bench_runs_trl_and_score_and_writes_the_table(tmp_path, tiny_model_dir)
     # EOS suppressed: 4 completions x 6 tokens for TRL; 4 episodes x 2 attempts x 6 model tokens for SCoRe, and as
     # many for TRL at the episode's length
     assert rows["trl"]["tokens_per_step"] == 24 and rows["score"]["tokens_per_step"] == 48
-    assert rows["trl_equal"]["tokens_per_step"] == 48 and rows["trl_equal"]["trainer"] == "GRPOTrainer"
+    episode_length = 2 * 6 + feedback_turn_tokens(str(tiny_model_dir)) + 1  # 2 attempts, a feedback turn, an EOS
+    assert rows["trl_equal"]["tokens_per_step"] == 4 * episode_length and rows["trl_equal"]["trainer"] == "GRPOTrainer"
     score = rows["score"]
     assert score["equal_memory_ratio"] == pytest.approx(
         score["peak_memory_mib"] / rows["trl_equal"]["peak_memory_mib"]
@@ -71,8 +72,10 @@ def test_arm_recipes_share_everything_but_the_episode(tmp_path, tiny_model_dir):
         "critic_max_tokens",  # every multi-attempt config has the critic fields (`feedback: critic`)
     }
     assert recipe_values("nsr", opts, tmp_path)["max_attempts"] == 1  # single-turn trainer stays single-turn
-    equal = recipe_values("trl_equal", opts, tmp_path)  # TRL at the episode's length: 2 attempts x 8 tokens
-    assert equal["max_completion_length"] == 16 and equal["generation_kwargs"] == {"min_new_tokens": 16}
+    equal = recipe_values("trl_equal", opts, tmp_path)  # TRL at the episode's length: 2 attempts x 8 tokens,
+    turn = feedback_turn_tokens(opts.model)  # SCoRe's instruction as a chat turn, and the EOS closing attempt 1
+    assert turn > 40 and equal["max_completion_length"] == 16 + turn + 1
+    assert equal["generation_kwargs"] == {"min_new_tokens": 16 + turn + 1}
     assert {k: v for k, v in equal.items() if k not in ("max_completion_length", "generation_kwargs")} == {
         k: v for k, v in trl.items() if k not in ("max_completion_length", "generation_kwargs")
     }
