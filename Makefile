@@ -33,9 +33,9 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
-# The pure-math tier (hand-worked tensors, metrics, the import graph): seconds, no model.
+# The unit tier (tests/unit: hand-worked tensors, metrics, configs, rewards, the import graph): no model, about a minute.
 test-math: install
-	$(PY) -m pytest -q tests/test_algos.py tests/test_metrics.py tests/test_layout.py
+	$(PY) -m pytest -q tests/unit
 
 quality: install
 	$(VENV)/bin/ruff check selfcorrect tests

@@ -7,7 +7,7 @@ Layout: `trainers/` (one file per method family, the method registry), `data/` (
 builders); the flat modules are the entry points (`train`, `evaluate`, `cli`, `bench`), pure math (`algos`,
 `metrics`), the episode engine (`episodes`, `feedback`, `critics`, `verification`, `rewards`) and run services
 (`configs`, `models`, `callbacks`, `guards`, `tracking`, `collective`, `errors`). The import graph has no cycle
-(`tests/test_layout.py`); the entry points import heavy libraries inside functions, so `selfcorrect --help` answers
+(`tests/unit/test_layout.py`); the entry points import heavy libraries inside functions, so `selfcorrect --help` answers
 without loading torch.
 """
 

@@ -25,7 +25,7 @@ reference-free too, but it renders chat templates to text and re-tokenizes with 
 logits, and sits in `trl.experimental` (no API promise). DPOTrainer's one obstacle is its reference model: it builds
 one unless PEFT is used or `precompute_ref_log_probs` is set. `REDIConfig` sets `precompute_ref_log_probs` and
 `REDITrainer` overrides `_precompute_ref_logps` to return the dataset untouched, so no reference model is loaded and no
-reference forward pass runs (checked in tests/test_redi.py); `_compute_loss` is replaced by the REDI loss
+reference forward pass runs (checked in tests/trainers/test_redi.py); `_compute_loss` is replaced by the REDI loss
 (`selfcorrect.algos.redi_loss`). Under FSDP DPOTrainer would still load a reference copy for the precompute, so REDI
 refuses FSDP: use DDP or DeepSpeed ZeRO (launch/accelerate/). DPO-only fields (`beta`, `loss_type`, `ld_alpha`,
 `use_weighting`, `sync_ref_model`, ...) have no effect. (TRL hashes the model's weights once at start for its

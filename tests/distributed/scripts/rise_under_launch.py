@@ -1,0 +1,41 @@
+"""Train a RISE recipe under `accelerate launch` and record what each rank saw.
+
+    accelerate launch --multi_gpu --num_processes 2 tests/distributed/scripts/rise_under_launch.py RECIPE OUT_DIR
+    accelerate launch --config_file launch/cpu/zero3.yaml tests/distributed/scripts/rise_under_launch.py RECIPE OUT_DIR
+
+A random model never writes a boxed rating, so ratings are scripted (`tests.helpers.scripted_rating`) to give the
+verification rows a varied reward.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from selfcorrect import verification
+from tests.helpers import build_trainer, scripted_rating
+
+
+def main():
+    recipe, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    verification.parse_rating = scripted_rating
+    trainer = build_trainer(recipe)
+    trainer.train()
+    trainer.save_model(trainer.args.output_dir)
+    logs = [log for log in trainer.state.log_history if "loss" in log]
+    rows = trainer._last_verification_rows
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "world": trainer.accelerator.num_processes,
+        "zero_stage": getattr(trainer.accelerator.state.deepspeed_plugin, "zero_stage", None),
+        "steps": trainer.state.global_step,
+        "losses": [log["loss"] for log in logs],
+        "verify_reward": [log.get("selfcorrect/verify_reward") for log in logs],
+        "verify_acc": [log.get("selfcorrect/verify_acc") for log in logs],
+        "picked": [row["verify_solution_index"] for row in rows],
+        "targets": [row["verify_target"] for row in rows],
+    }
+    (out_dir / f"rank{trainer.accelerator.process_index}.json").write_text(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()

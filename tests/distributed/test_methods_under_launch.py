@@ -1,0 +1,58 @@
+"""Critique-GRPO and RISE on 2 ranks under `accelerate launch` (CPU): collective generation for self-critiques and
+verifications, groups spanning ranks, metrics computed on gathered rows."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tests.helpers import SCRIPTS, launch, write_recipe
+from tests.trainers.test_critique import CRITIQUE
+from tests.trainers.test_rise import RISE
+
+
+def _ranks(folder):
+    return [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+@pytest.mark.dist
+def test_two_ranks_with_self_critique(tmp_path, tiny_model_dir):
+    """DDP over gloo, groups spanning ranks, the policy critiquing itself: every rank makes the same generation calls
+    with the same number of contexts, and the per-group metrics (computed on gathered rows) agree across ranks."""
+    recipe = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        refine_groups="all",
+        critic="self",
+        critic_max_tokens=6,
+        per_device_train_batch_size=2,
+        **CRITIQUE,
+    )
+    launch(SCRIPTS / "critique_under_launch.py", str(recipe), str(tmp_path / "ranks"))
+    ranks = _ranks(tmp_path / "ranks")
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert all(r["steps"] == 2 and all(math.isfinite(x) for x in r["losses"]) for r in ranks)
+    # per step: responses, 2 critique rounds, refinements; padded to the same count on both ranks
+    assert ranks[0]["generate_calls"] == ranks[1]["generate_calls"] and len(ranks[0]["generate_calls"]) == 8
+    for key in ("selfcorrect/refined_group_frac", "selfcorrect/refinement_success", "selfcorrect/critique_fallback"):
+        assert ranks[0]["metrics"][key] == ranks[1]["metrics"][key], key
+
+
+@pytest.mark.dist
+@pytest.mark.parametrize("config", [None, "zero3.yaml"], ids=["ddp", "zero3"])
+def test_two_ranks_verify_disjoint_halves_of_one_selection(tmp_path, tiny_model_dir, config):
+    """2 processes on CPU (DDP over gloo; DeepSpeed ZeRO-3, where generation gathers the sharded weights and must be a
+    collective call): the B_v picks come from the gathered batch, each rank verifies its own half, both ranks log the
+    same (gathered) verification metrics and train 2 steps."""
+    recipe = write_recipe(tmp_path, tiny_model_dir, **{**RISE, "per_device_train_batch_size": 4})
+    launch(SCRIPTS / "rise_under_launch.py", str(recipe), str(tmp_path / "ranks"), config=config)
+    ranks = _ranks(tmp_path / "ranks")
+    assert [r["world"] for r in ranks] == [2, 2] and all(r["steps"] == 2 for r in ranks)
+    assert [r["zero_stage"] for r in ranks] == [3 if config else None] * 2
+    assert all(loss == loss for r in ranks for loss in r["losses"])  # finite
+    assert ranks[0]["verify_reward"] == ranks[1]["verify_reward"] and None not in ranks[0]["verify_reward"]
+    picked = [r["picked"][::2] for r in ranks]  # one entry per verified solution (n = 2 rows each)
+    assert len(picked[0]) == len(picked[1]) == 2 and not set(picked[0]) & set(picked[1])
+    assert sorted(p // 4 for p in picked[0] + picked[1]) == [0, 0, 1, 1]  # 4 of 2 groups, spread over both

@@ -1,0 +1,383 @@
+"""RISE self-verification: rubric and rewards on hand-made responses, verification rows in a real batch, a 2-step run,
+the SCoRe composition and verification-weighted voting."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from selfcorrect import verification
+from selfcorrect.algos import (
+    majority_vote,
+    outcome_score,
+    select_spread,
+    verification_accuracy,
+    verification_rewards,
+    weighted_vote,
+)
+from selfcorrect.configs import RecipeError, parse_recipe
+from selfcorrect.rewards import outcome_reward
+from selfcorrect.train import main as train_main
+from selfcorrect.trainers.self_verification import concat_batches
+from selfcorrect.verification import (
+    DEFAULT_VERIFICATION_TEMPLATE,
+    parse_rating,
+    verification_reward,
+    verification_template,
+)
+from tests.helpers import build_trainer, scripted_rating, unchanged_parameters, write_recipe
+
+RISE = dict(
+    method="rise",
+    verification_solutions=4,
+    verification_generations=2,
+    verification_max_length=12,
+    max_attempt_length=8,
+    max_completion_length=16,
+)
+
+
+# --- rewards and the rubric ----------------------------------------------------------------------------------------
+
+
+def test_outcome_reward_values():
+    completions = ["So \\boxed{13}.", "So \\boxed{12}.", "The answer is 13.", "So \\boxed{}.", "\\boxed{13.0}"]
+    assert outcome_reward(completions, solution=["13"] * 5) == [1.0, -0.5, -1.0, -1.0, 1.0]
+    assert [outcome_score(True, True), outcome_score(True, False), outcome_score(False, True)] == [1.0, -0.5, -1.0]
+    assert outcome_score(True, None) == -0.5  # a gold that does not parse is not a correct answer
+
+
+def test_ratings_are_compared_as_numbers():
+    texts = [
+        "Looks right. \\boxed{1}",
+        "\\boxed{1.0}",
+        "\\boxed{ -0.5 }",
+        "\\boxed{-1.0}",
+        "\\boxed{-\\frac{1}{2}}",
+        "\\boxed{correct}",
+        "I think it is right.",
+        "\\boxed{}",
+    ]
+    ratings = [parse_rating(t) for t in texts]
+    assert ratings[:5] == [1.0, 1.0, -0.5, -1.0, -0.5]
+    assert ratings[5] == math.inf and math.isnan(ratings[6]) and math.isnan(ratings[7])
+    targets = [1.0, -0.5, -0.5, -1.0, -0.5, 1.0, 1.0, -1.0]
+    # right rating 1; boxed but different (or not a number) -0.5; no boxed rating -1
+    assert verification_reward(texts, verify_target=targets) == [1.0, -0.5, 1.0, 1.0, 1.0, -0.5, -1.0, -1.0]
+    conversational = [[{"role": "assistant", "content": t}] for t in texts[:2]]
+    assert verification_reward(conversational, verify_target=[1.0, 1.0]) == [1.0, 1.0]
+
+
+def test_verification_accuracy_per_class_against_hand_counts():
+    ratings = torch.tensor([1.0, 1.0, -0.5, -1.0, float("nan"), 0.3, -1.0, float("inf")])  # (8,)
+    targets = torch.tensor([1.0, -0.5, -0.5, -0.5, -1.0, -1.0, -1.0, 1.0])
+    assert verification_rewards(ratings, targets).tolist() == [1.0, -0.5, 1.0, -0.5, -1.0, -0.5, 1.0, -0.5]
+    stats = verification_accuracy(ratings, targets)
+    assert stats["acc"] == pytest.approx(3 / 8)
+    assert stats["acc_score_1"] == pytest.approx(1 / 2)  # rows 0 (right), 7 (not a number)
+    assert stats["acc_score_-0.5"] == pytest.approx(1 / 3)  # rows 1, 2 (right), 3
+    assert stats["acc_score_-1"] == pytest.approx(1 / 3)  # rows 4 (none), 5 (0.3), 6 (right)
+    assert stats["valid_rating_frac"] == pytest.approx(5 / 8)  # 0.3, inf and the missing one are not valid
+
+
+def test_template_states_the_rubric_and_bad_templates_fail():
+    prompt = verification.verification_messages("What is 2 + 2?", "It is \\boxed{5}.", DEFAULT_VERIFICATION_TEMPLATE)
+    text = prompt[0]["content"]
+    assert prompt[0]["role"] == "user" and "What is 2 + 2?" in text and "It is \\boxed{5}." in text
+    for rule in ("- 1 if", "- -0.5 if", "- -1 if", "\\boxed{}"):
+        assert rule in text
+    with pytest.raises(ValueError, match=r"verification_template.*must contain the placeholder\(s\) \['response'\]"):
+        verification_template("Rate {question} in \\boxed{}.")
+    with pytest.raises(ValueError, match=r"unknown placeholder\(s\) \['answer'\]"):
+        verification_template("{question} {response} {answer} \\boxed{}")
+    with pytest.raises(ValueError, match="boxed"):
+        verification_template("Is {response} a right answer to {question}?")
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(verification_solutions=9), r"verification_solutions.*B_v = 9.*larger than the generation batch \(8"),
+        (dict(verification_solutions=4, steps_per_generation=8, verification_generations=3), "steps_per_generation"),
+        (dict(verification_generations=1), r"verification_generations.*at least 2.*group of one has advantage 0"),
+        (dict(verification_solutions=0), "RISE needs `verification_solutions`"),
+        (dict(verification_template="Rate {response}: \\boxed{}"), r"placeholder\(s\) \['question'\]"),
+        (dict(verification_attempt=2), r"verification_attempt.*1\.\.max_attempts \(1\)"),
+        (dict(verification_max_length=64), r"verification_max_length.*max_completion_length"),
+        (dict(eval_verify_samples=4, eval_sample_temperature=0.0), "eval_sample_temperature"),
+    ],
+    ids=[
+        "bv-larger-than-batch",
+        "rows-vs-steps",
+        "groups-of-one",
+        "bv-zero",
+        "template-slot",
+        "attempt",
+        "length",
+        "eval-temperature",
+    ],
+)
+def test_bad_settings_fail_before_training(tmp_path, fields, message):
+    values = {**RISE, "per_device_train_batch_size": 8, **fields}
+    recipe = write_recipe(tmp_path, tmp_path, **values)
+    with pytest.raises(RecipeError, match=message):
+        parse_recipe(["--config", str(recipe)])
+
+
+# --- pure functions ------------------------------------------------------------------------------------------------
+
+
+def test_select_spread_covers_groups_evenly_and_is_reproducible():
+    picks = select_spread(12, 4, 5, torch.Generator().manual_seed(3))  # 3 groups of 4
+    assert len(set(picks.tolist())) == 5
+    per_group = torch.bincount(picks // 4, minlength=3)
+    assert sorted(per_group.tolist()) == [1, 2, 2]
+    assert torch.equal(picks, select_spread(12, 4, 5, torch.Generator().manual_seed(3)))  # same on every rank
+    assert sorted(select_spread(8, 4, 8, torch.Generator().manual_seed(0)).tolist()) == list(range(8))
+    with pytest.raises(ValueError, match="cannot pick 9 of 8"):
+        select_spread(8, 4, 9)
+
+
+def test_weighted_vote_follows_the_verifications():
+    answers = ["12", "12", "12", " 13", "13", None]
+    assert majority_vote(answers) == "12"
+    # the two "13" samples are rated correct by their verifications, the "12" ones are not
+    assert weighted_vote(answers, [0.0, 0.5, 0.0, 1.0, 1.0, 1.0]) == " 13"
+    assert weighted_vote(answers, [0.0] * 6) == "12"  # no weight anywhere: the plain majority
+    assert weighted_vote(["4", "4.0"], [1.0, 1.0]) == "4"  # a tie goes to the first seen
+    assert weighted_vote([None, ""], [1.0, 1.0]) is None
+
+
+def test_concat_batches_pads_and_counts_tokens():
+    first = {
+        "prompt_ids": torch.tensor([[0, 5, 6]]),
+        "prompt_mask": torch.tensor([[0, 1, 1]]),
+        "completion_ids": torch.tensor([[7, 8]]),
+        "completion_mask": torch.tensor([[1, 1]]),
+        "tool_mask": torch.tensor([[1, 0]]),
+        "advantages": torch.tensor([[0.5, 0.0]]),
+        "kl_weights": torch.tensor([[0.1, 0.0]]),
+        "num_items_in_batch": torch.tensor(1.0),
+    }
+    second = {
+        "prompt_ids": torch.tensor([[9, 9, 9, 9], [0, 0, 4, 4]]),
+        "prompt_mask": torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]]),
+        "completion_ids": torch.tensor([[1, 2, 3], [1, 0, 0]]),
+        "completion_mask": torch.tensor([[1, 1, 1], [1, 0, 0]]),
+        "advantages": torch.tensor([1.0, -1.0]),
+        "num_items_in_batch": torch.tensor(4.0),
+    }
+    out = concat_batches(first, second, pad_token_id=0, kl_weight=0.01)
+    assert out["prompt_ids"].tolist() == [[0, 0, 5, 6], [9, 9, 9, 9], [0, 0, 4, 4]]
+    assert out["prompt_mask"].tolist() == [[0, 0, 1, 1], [1, 1, 1, 1], [0, 0, 1, 1]]
+    assert out["completion_mask"].tolist() == [[1, 1, 0], [1, 1, 1], [1, 0, 0]]
+    assert out["tool_mask"].tolist() == [[1, 0, 0], [1, 1, 1], [1, 1, 1]]
+    assert out["advantages"].tolist() == [[0.5, 0.0, 0.0], [1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]]
+    assert torch.allclose(out["kl_weights"], torch.tensor([[0.1, 0.0, 0.0], [0.01] * 3, [0.01] * 3]))
+    assert out["num_items_in_batch"].item() == 5.0
+    with pytest.raises(NotImplementedError, match="pixel_values"):
+        concat_batches({**first, "pixel_values": torch.zeros(1)}, second, pad_token_id=0)
+
+
+# --- the trainer -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "composed",
+    [{}, dict(advantage_mode="w_reinforce", positive_advantage_scale=3.0, reward_funcs=["accuracy"])],
+    ids=["grpo", "w_reinforce+r3l"],
+)
+def test_verification_rows_join_the_batch(tmp_path, tiny_model_dir, monkeypatch, composed):
+    """A real batch of 2 groups of 4 solutions: 4 solutions (2 per group) get 2 verifications each; the verification
+    rows carry the verified solution in their prompt, group-relative advantages over their 2 verifications, full loss
+    masks, and count in `num_items_in_batch`. An advantage mode and R3L act on the solutions' credit only: the
+    verification rows keep TRL's group advantages (the README's composition table, RISE column)."""
+    monkeypatch.setattr(verification, "parse_rating", scripted_rating)
+    recipe = write_recipe(tmp_path, tiny_model_dir, scale_rewards="none", beta=0.01, **{**RISE, **composed})
+    trainer = build_trainer(recipe)
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]  # 2 groups of 4, the RepeatSampler's order
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(rows)
+
+    assert out["completion_ids"].size(0) == 8 + 4 * 2 and out["advantages"].shape == out["completion_ids"].shape
+    assert out["prompt_ids"].size(0) == out["ref_per_token_logps"].size(0) == 16
+    ver_rows = trainer._last_verification_rows
+    assert len(ver_rows) == 8 and [r["verify_solution_index"] for r in ver_rows[::2]] == [
+        r["verify_solution_index"] for r in ver_rows[1::2]
+    ]  # each context twice in a row: one group
+    picked = [r["verify_solution_index"] for r in ver_rows[::2]]
+    assert sorted(p // 4 for p in picked) == [0, 0, 1, 1]  # spread over the two groups
+    tokenizer = trainer.processing_class
+    loss_mask = out["completion_mask"] * out["tool_mask"]  # (16, T)
+    rewards, ratings = [], []
+    for j, row in enumerate(ver_rows):
+        solution = rows[row["verify_solution_index"]]
+        prompt = tokenizer.decode(out["prompt_ids"][8 + j][out["prompt_mask"][8 + j].bool()])
+        assert solution["attempt_texts"][0] in prompt and solution["problem"] in prompt
+        answer = (solution["attempt_answers"][0] or "").strip()
+        assert row["verify_target"] == outcome_score(bool(answer), solution["attempt_correct"][0])
+        ids = out["completion_ids"][8 + j][out["completion_mask"][8 + j].bool()]
+        assert loss_mask[8 + j].sum() == len(ids) > 0
+        rating = scripted_rating(tokenizer.decode(ids, skip_special_tokens=True))
+        ratings.append(rating)
+        rewards.append(verification_rewards(torch.tensor([rating]), torch.tensor([row["verify_target"]])).item())
+    rewards = torch.tensor(rewards).view(4, 2)  # (solutions, n)
+    expected = (rewards - rewards.mean(dim=1, keepdim=True)).view(-1)  # scale_rewards none
+    assert out["advantages"][8:, 0].tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+    assert torch.equal(out["advantages"][8:], out["advantages"][8:, :1].expand(-1, out["advantages"].size(1)))
+    assert out["num_items_in_batch"].item() == loss_mask.sum().item()  # solutions and verifications together
+    logged = trainer._metrics["train"]
+    assert logged["selfcorrect/verify_reward"][-1] == pytest.approx(rewards.mean().item())
+    assert logged["selfcorrect/verify_no_rating_frac"][-1] == pytest.approx(sum(math.isnan(r) for r in ratings) / 8)
+    trainer.current_gradient_accumulation_steps = 1
+    loss = trainer.compute_loss(trainer.model, out)
+    assert torch.isfinite(loss)
+
+
+def test_two_steps_change_every_parameter_and_log_verification(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(verification, "parse_rating", scripted_rating)
+    recipe = write_recipe(tmp_path, tiny_model_dir, **RISE)
+    trainer = train_main(["--config", str(recipe)])
+    assert trainer.state.global_step == 2
+    unchanged = unchanged_parameters(tiny_model_dir, tmp_path / "out")
+    assert not unchanged, unchanged
+    logs = [log for log in trainer.state.log_history if "loss" in log]
+    assert len(logs) == 2
+    for log in logs:
+        for key in (
+            "verify_acc",
+            "verify_valid_rating_frac",
+            "verify_reward",
+            "solution_reward",
+            "verify_no_rating_frac",
+        ):
+            assert f"selfcorrect/{key}" in log
+        assert 0.0 <= log["selfcorrect/verify_acc"] <= 1.0
+
+
+def test_score_verifies_attempt_one_before_revising(tmp_path, tiny_model_dir, monkeypatch):
+    """Composition: a SCoRe stage-I recipe with `verification_solutions` verifies the first attempt; verification rows
+    get TRL's uniform KL weight (beta) next to the per-attempt weights of the episodes."""
+    monkeypatch.setattr(verification, "parse_rating", scripted_rating)
+    recipe = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        method="score",
+        score_stage=1,
+        beta=0.01,
+        turn1_beta=0.1,
+        max_attempt_length=8,
+        max_completion_length=96,
+        verification_solutions=2,
+        verification_generations=2,
+        verification_max_length=8,
+    )
+    trainer = build_trainer(recipe)
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(rows)
+    assert out["completion_ids"].size(0) == 8 + 2 * 2
+    for j, row in enumerate(trainer._last_verification_rows):
+        episode = rows[row["verify_solution_index"]]
+        prompt = trainer.processing_class.decode(out["prompt_ids"][8 + j][out["prompt_mask"][8 + j].bool()])
+        assert episode["attempt_texts"][0] in prompt  # attempt 1, not the revision
+        mask = out["completion_mask"][8 + j].bool()
+        assert out["kl_weights"][8 + j][mask].tolist() == pytest.approx([0.01] * int(mask.sum()))
+    trainer.current_gradient_accumulation_steps = 1
+    assert torch.isfinite(trainer.compute_loss(trainer.model, out))
+
+
+# --- evaluation ------------------------------------------------------------------------------------------------------
+
+
+class ScriptedModel:
+    """Answers and verifications from a script (a `GenerateFn`): per problem, samples answer 13, 13, 12 in turn; the
+    verifier rates answer 12 correct and 13 wrong, so the weighted vote picks 12 where the majority picks 13."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.calls = tokenizer, 0
+
+    def __call__(self, contexts, max_new_tokens, attempt):
+        outputs = []
+        for i, context in enumerate(contexts):
+            text = self.tokenizer.decode(context)
+            if "### Response" in text:
+                reply = "\\boxed{1}" if "\\boxed{12}" in text.split("### Response")[1] else "\\boxed{-1}"
+            else:
+                reply = "It is \\boxed{13}." if i % 3 < 2 else "It is \\boxed{12}."
+            outputs.append(self.tokenizer.encode(reply, add_special_tokens=False) + [self.tokenizer.eos_token_id])
+        return outputs, None
+
+
+def test_eval_reports_weighted_and_plain_majority(tokenizer):
+    from datasets import Dataset
+
+    from selfcorrect.data.formatting import build_prompt
+
+    rows = [{"prompt": build_prompt("What is 6 + 6?", None, None), "solution": "12"}] * 2
+    metrics = verification.evaluate_self_verification(
+        None, tokenizer, Dataset.from_list(rows), num_samples=3, generate=ScriptedModel(tokenizer)
+    )
+    assert metrics["verify_pass@1"] == pytest.approx(1 / 3)
+    assert metrics["verify_majority"] == 0.0  # 13 twice, 12 once
+    assert metrics["verify_weighted_majority"] == 1.0  # only 12 is rated correct
+    # targets: 13 -> -0.5, 12 -> 1; ratings: 13 -> -1 (wrong), 12 -> 1 (right)
+    assert metrics["verify_acc"] == pytest.approx(1 / 3)
+    assert metrics["verify_acc_score_1"] == 1.0 and metrics["verify_acc_score_-0.5"] == 0.0
+    assert math.isnan(metrics["verify_acc_score_-1"]) and metrics["verify_valid_rating_frac"] == 1.0
+    table = "\n".join(verification.markdown_lines(metrics))
+    assert "verification-weighted majority" in table and "100.0" in table
+
+
+# --- two ranks ------------------------------------------------------------------------------------------------------
+
+
+# --- padding: verification rows are not padded onto the solutions ------------------------------------------------------
+
+
+def test_two_length_groups_hand_example():
+    from selfcorrect.algos import two_length_groups
+
+    # 4 short rows (prompt 10, completion 8) and 2 long ones (prompt 250, completion 12): 6 x 262 = 1572 padded
+    # tokens in one group; 4 x 18 + 2 x 262 = 596 in two.
+    prompts, completions = [10, 250, 10, 10, 250, 10], [8, 12, 8, 8, 12, 8]
+    assert two_length_groups(prompts, completions) == [[0, 2, 3, 5], [1, 4]]
+    assert two_length_groups([10, 12, 11], [8, 8, 9]) == [[0, 1, 2]]  # saving < 25 %: one group
+    assert two_length_groups([5], [3]) == [[0]]
+
+
+def test_length_grouped_loss_equals_trls(tmp_path, tiny_model_dir, monkeypatch):
+    """A real RISE batch (solutions + verification rows) through `_compute_loss`: the loss and its gradient with the
+    forward split per length group equal one padded forward (TRL's) to float tolerance."""
+    import selfcorrect.trainers.base as base
+
+    monkeypatch.setattr(verification, "parse_rating", scripted_rating)
+    recipe = write_recipe(tmp_path, tiny_model_dir, scale_rewards="none", beta=0.01, **RISE)
+    trainer = build_trainer(recipe)
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(rows)
+    trainer.current_gradient_accumulation_steps = 1
+    splits = []
+    real_groups = base.two_length_groups
+
+    def spy(*args):
+        groups = real_groups(*args)
+        splits.append(len(groups))
+        return groups
+
+    monkeypatch.setattr(base, "two_length_groups", spy)
+    results = []
+    for min_saving in (0.1, 1.0):  # 0.1: this batch (16 % saving) is split; 1.0: never split (TRL's forward)
+        trainer.length_group_min_saving = min_saving
+        trainer.model.zero_grad()
+        loss = trainer._compute_loss(trainer.model, out)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]))
+    assert splits == [2, 1]
+    (split_loss, split_grads), (trl_loss, trl_grads) = results
+    torch.testing.assert_close(split_loss, trl_loss, atol=1e-5, rtol=1e-4)
+    for a, b in zip(split_grads, trl_grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)

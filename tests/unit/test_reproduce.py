@@ -1,0 +1,71 @@
+"""The evidence table of recipes/reproduce.py: statistics match a hand count, intervals bracket the point estimate."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from tests.helpers import ROOT
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "recipes" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_outcomes_carry_the_last_attempt_forward(reproduce):
+    assert reproduce._outcomes([[True], [False, True], [False, False, False]], 3) == [
+        (True, True, True),
+        (False, True, True),
+        (False, False, False),
+    ]
+
+
+def test_no_feedback_statistics_match_a_hand_count(reproduce):
+    rows = [(False, True), (True, False), (True, True), (False, False)]
+    stats = reproduce._stats(rows, "nofb")
+    assert stats == {"acc@t1": 0.5, "acc@t2": 0.5, "Δ": 0.0, "Δ i→c": 0.25, "Δ c→i": 0.25}
+    fb = reproduce._stats([(False, True, True), (True, True, True), (False, False, False)], "fb")
+    assert fb["acc@1"] == pytest.approx(1 / 3) and fb["succ@3 − acc@1"] == pytest.approx(1 / 3)
+    assert fb["fixed / wrong@1"] == 0.5  # of the two wrong first answers, one is fixed by turn 3
+
+
+def test_table_means_over_seeds_and_lists_missing_runs(reproduce, tmp_path):
+    for seed, correct in ((0, [[False, True], [True, True]]), (1, [[False, False], [True, True]])):
+        run = tmp_path / "score" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "result_nofb.json").write_text(json.dumps({"seed": seed, "correct": correct, "train_seconds": 60.0}))
+    table = reproduce.build_table(tmp_path)
+    row = next(line for line in table.splitlines() if line.startswith("| score |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[1] == "0,1" and cells[2].startswith("50.0 [")  # acc@t1 = 1/2 in both seeds
+    assert cells[3].startswith("75.0 [") and cells[4].startswith("+25.0 [")  # acc@t2 = (1 + 1/2) / 2
+    low, high = (float(x) for x in cells[4].split("[")[1].rstrip("]").split(","))
+    assert low <= 25.0 <= high
+    assert cells[-1] == "1.0"  # train minutes
+    assert "Not yet run:" in table and "base/nofb" in table and "score/fb" in table
+
+
+def test_result_files_name_the_code_that_produced_them(reproduce):
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = reproduce._commit()
+    assert commit is not None and commit.removesuffix("+dirty") == head
+
+
+def test_compare_is_the_paired_difference_of_the_revision_gain(reproduce, tmp_path):
+    # arm a: problem 0 fixed at turn 2, problem 1 right at once; arm b: nothing fixed -> gains 1/2 and 0
+    for arm, correct in (("a", [[False, True], [True]]), ("b", [[False, False, False], [True]])):
+        run = tmp_path / arm / "seed0"
+        run.mkdir(parents=True)
+        (run / "result_fb.json").write_text(json.dumps({"seed": 0, "correct": correct}))
+    point, low, high = reproduce.compare_arms(tmp_path, "fb", "a", "b")
+    assert point == 0.5 and low <= point <= high and low >= 0.0
+    with pytest.raises(FileNotFoundError, match="arm 'c'"):
+        reproduce.compare_arms(tmp_path, "fb", "a", "c")
