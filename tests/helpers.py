@@ -74,6 +74,36 @@ def scripted_rating(text: str) -> float:
     return (1.0, -0.5, -1.0, float("nan"))[len(set(text)) % 4]
 
 
+def tiny_llama_config(tokenizer, hidden: int = 32, layers: int = 2, tie_word_embeddings: bool = True):
+    """A Llama config of `layers` layers, `hidden` wide, over the tokenizer's vocabulary and special ids: the tests'
+    stand-in for the embedded model (random weights: seed torch before building it)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=tie_word_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def load_script(name: str):
+    """A script under recipes/ (e.g. "reproduce") imported as a module, for testing its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     """Rows as a JSON-lines file (parent folders made); returns the path."""
     import json

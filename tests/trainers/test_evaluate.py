@@ -18,7 +18,7 @@ from selfcorrect.evaluate import (
 )
 from selfcorrect.metrics import pass_at_k
 from selfcorrect.models import ModelLoadError
-from tests.helpers import ScriptedGenerate, boxed_plan, write_recipe
+from tests.helpers import ScriptedGenerate, boxed_plan, tiny_llama_config, write_recipe
 
 
 def test_pass_at_k_from_scripted_samples(tokenizer):
@@ -111,21 +111,10 @@ def test_plot_degrades_to_a_warning_without_matplotlib(tmp_path, monkeypatch, ca
 
 def _tiny_llama(path, tokenizer, hidden):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(1)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
+    LlamaForCausalLM(tiny_llama_config(tokenizer, hidden=hidden, layers=1)).save_pretrained(path)
     return path
 
 

@@ -3,21 +3,13 @@ reports shares that are consistent with its own timings."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
-from tests.helpers import ROOT
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("prefill_cost", ROOT / "recipes" / "prefill_cost.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import load_script
 
 
 def test_contexts_hold_the_prompt_an_attempt_of_exactly_l_tokens_and_the_feedback(tokenizer):
-    prompts, contexts = _script().episode_contexts(tokenizer, 40, batch=3)
+    prompts, contexts = load_script("prefill_cost").episode_contexts(tokenizer, 40, batch=3)
     assert len(prompts) == len(contexts) == 3
     text = tokenizer.decode(contexts[0])
     assert text.count("Incorrect. Please think again.") == 1 and "How many apples" in text
@@ -26,7 +18,7 @@ def test_contexts_hold_the_prompt_an_attempt_of_exactly_l_tokens_and_the_feedbac
 
 
 def test_prefill_cost_runs_on_a_tiny_model(tiny_model_dir, tmp_path):
-    rows = _script().main(["--model", str(tiny_model_dir), "--lengths", "4,8", "--batch", "2", "--repeats", "1",
+    rows = load_script("prefill_cost").main(["--model", str(tiny_model_dir), "--lengths", "4,8", "--batch", "2", "--repeats", "1",
                            "--out", str(tmp_path)])  # fmt: skip
     assert [r["attempt_tokens"] for r in rows] == [4, 8]
     for r in rows:

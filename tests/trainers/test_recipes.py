@@ -22,7 +22,7 @@ import pytest
 
 from selfcorrect.configs import load_recipe_file, parse_recipe, recipe_dataclasses
 from selfcorrect.train import build_trainer
-from tests.helpers import ROOT, write_jsonl
+from tests.helpers import ROOT, tiny_llama_config, write_jsonl
 
 RECIPES = ROOT / "recipes"
 DEMO_RECIPES = sorted((RECIPES / "demo").glob("*.yaml"))
@@ -148,24 +148,11 @@ def answering_model(path: Path, tokenizer, chain: list[int], hidden: int = 32) -
     makes `exp` underflow into subnormals, which slows TRL's log-prob kernel on CPU tenfold.
     """
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     assert len(chain) <= hidden and len(set(chain)) == len(chain)
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(tiny_llama_config(tokenizer, hidden=hidden, tie_word_embeddings=False))
     weight = 40.0 / hidden**0.5  # the final RMSNorm scales a unit vector to norm sqrt(hidden)
     with torch.no_grad():
         for layer in model.model.layers:
