@@ -30,6 +30,9 @@ def test_bench_runs_trl_and_score_and_writes_the_table(tmp_path, tiny_model_dir)
     episode_length = 2 * 6 + feedback_turn_tokens(str(tiny_model_dir)) + 1  # 2 attempts, a feedback turn, an EOS
     assert rows["trl_equal"]["tokens_per_step"] == 4 * episode_length and rows["trl_equal"]["trainer"] == "GRPOTrainer"
     score = rows["score"]
+    assert score["equal_time_ratio"] == pytest.approx(
+        score["seconds_per_step"] / rows["trl_equal"]["seconds_per_step"]
+    )
     assert score["equal_memory_ratio"] == pytest.approx(
         score["peak_memory_mib"] / rows["trl_equal"]["peak_memory_mib"]
     )
@@ -41,7 +44,7 @@ def test_bench_runs_trl_and_score_and_writes_the_table(tmp_path, tiny_model_dir)
 
     table = (out / "bench.md").read_text()
     header = next(line for line in table.splitlines() if line.startswith("| method"))
-    for column in ("s / step", "tokens / s", "s / 1k tokens", "peak MiB", "time × TRL", "time/token × TRL@equal"):
+    for column in ("s / step", "tokens / s", "s / 1k tokens", "peak MiB", "time × TRL", "time × TRL@equal"):
         assert column in header
     body = [line for line in table.splitlines() if line.startswith(("| trl ", "| trl_equal ", "| score "))]
     assert [line.split("|")[1].strip() for line in body] == ["trl", "trl_equal", "score"]
