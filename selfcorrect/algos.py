@@ -206,6 +206,57 @@ def two_length_groups(
     return [sorted(order[:best_cut]), sorted(order[best_cut:])]
 
 
+def loss_passes(
+    is_verification: Sequence[bool],
+    prompt_lengths: Sequence[int],
+    completion_lengths: Sequence[int],
+    budget: int | None = None,
+) -> list[list[int]]:
+    """Rows of one micro-batch split into the forward/backward passes of its loss: solution rows in one pass,
+    verification rows (RISE) in passes of at most `budget` padded tokens (rows x (longest prompt + longest completion)
+    of the pass) each, always at least one row. `budget` None: the solution rows' padded tokens, so no pass holds more
+    activations than the solutions alone; with no solution rows, the verification rows all in one pass. Row indices
+    keep their order; an empty group gives no pass.
+    """
+    solutions = [i for i, v in enumerate(is_verification) if not v]
+    verifications = [i for i, v in enumerate(is_verification) if v]
+
+    def padded(rows: list[int]) -> int:
+        if not rows:
+            return 0
+        return len(rows) * (max(prompt_lengths[i] for i in rows) + max(completion_lengths[i] for i in rows))
+
+    if budget is None:
+        budget = padded(solutions) or padded(verifications)
+    passes = [solutions] if solutions else []
+    current: list[int] = []
+    for row in verifications:
+        if current and padded(current + [row]) > budget:
+            passes.append(current)
+            current = []
+        current.append(row)
+    if current:
+        passes.append(current)
+    return passes
+
+
+def loss_pass_weight(loss_type: str, rows: int, total_rows: int, tokens: float, total_tokens: float) -> float:
+    """The factor that makes the loss of one pass (`rows` of the micro-batch's `total_rows`, `tokens` of its
+    `total_tokens` loss tokens), computed by TRL's `_compute_loss` as if it were the whole micro-batch, that pass's
+    share of the micro-batch's loss: the passes' weighted losses (and gradients) sum to the joined batch's.
+
+    Row means (grpo, sapo, dr_grpo, luspo): rows / total_rows; bnpo's token mean: tokens / total_tokens; dapo, cispo and
+    vespo divide by the generation batch's token count (`num_items_in_batch`), the same for every pass: 1.
+    """
+    if loss_type in ("grpo", "sapo", "dr_grpo", "luspo"):
+        return rows / total_rows
+    if loss_type == "bnpo":
+        return tokens / max(total_tokens, 1.0)
+    if loss_type in ("dapo", "cispo", "vespo"):
+        return 1.0
+    raise ValueError(f"unknown loss_type {loss_type!r}")
+
+
 # --- Credit over tokens ------------------------------------------------------------------------------------------------
 
 

@@ -142,6 +142,14 @@ class MultiAttemptConfig(GRPOConfig):
     verification_attempt: int = field(
         default=1, metadata={"help": "RISE: which attempt of an episode is verified (1: the first, before revising)."}
     )
+    verification_loss_passes: bool = field(
+        default=True,
+        metadata={
+            "help": "RISE: run the loss of verification rows in their own forward/backward passes, each at most as many "
+            "padded tokens as the solution rows (same gradient, a TRL step's activations); false: one pass over the "
+            "joined batch."
+        },
+    )
 
     # The critic: Critique-GRPO's critiques, and the feedback turn of any trainer with `feedback: critic`.
     critic: str = field(default="indicative_gt", metadata={"help": f"Critique source: {', '.join(CRITICS)}."})
@@ -248,6 +256,8 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         self._attempt_advantages: torch.Tensor | None = None  # (N, K), gathered over ranks
         self.unscored_batches = UnscoredBatches(self.args.max_unscored_batches)
         self._check_composition()
+        if self.args.verification_solutions and self.args.verification_loss_passes and self.joined_loss_reason():
+            logger.info("verification rows share the solutions' loss pass: %s.", self.joined_loss_reason())
 
     @property
     def _has_own_credit(self) -> bool:

@@ -10,6 +10,13 @@ importance sampling and group-relative advantages are TRL's, with group size n):
 rollout, reward functions, group size and log buffers are swapped for the verification ones (`_swapped`). The rows are
 appended to the solution rows (`concat_batches`): one policy update. Their advantages are TRL's, untouched by the
 method's credit, the advantage mode and R3L amplification (README: "Composing methods").
+
+The loss of a micro-batch that holds verification rows runs in several forward/backward passes (`compute_loss`,
+`verification_loss_passes`): the solution rows in one, the verification rows (prompts of ~250 tokens) in passes of
+at most as many padded tokens as the solutions, each pass trimmed to its own padding and weighted by its share of the
+loss (`algos.loss_pass_weight`), so the gradient is the joined batch's (tested) while the activations held at once
+are a TRL step's. One pass over the joined batch instead where a loss term needs the whole micro-batch (an entropy
+bonus, an entropy-quantile mask, an MoE aux loss) or where the backend steps on every backward (DeepSpeed).
 """
 
 from __future__ import annotations
@@ -23,7 +30,15 @@ from typing import Any
 import torch
 
 from .. import verification
-from ..algos import OUTCOME_SCORES, outcome_score, select_spread, verification_accuracy, verification_rewards
+from ..algos import (
+    OUTCOME_SCORES,
+    loss_pass_weight,
+    loss_passes,
+    outcome_score,
+    select_spread,
+    verification_accuracy,
+    verification_rewards,
+)
 from ..rewards import question_text
 
 logger = logging.getLogger(__name__)
@@ -78,6 +93,7 @@ def check_verification_fields(args) -> None:
 
 # --- training-time verification pass ----------------------------------------------------------------------------------
 
+VERIFICATION_ROWS = "verification_rows"  # (B,) bool: which rows of a joined batch are verifications
 PAD_VALUES = {
     "completion_ids": None,  # the tokenizer's pad token
     "completion_mask": 0,
@@ -108,6 +124,7 @@ def concat_batches(
     the model's) and `kl_weight` (TRL's uniform beta); `num_items_in_batch` (loss tokens over all ranks) is the sum.
     """
     unknown = (set(first) | set(second)) - set(PAD_VALUES) - {"prompt_ids", "prompt_mask", "num_items_in_batch"}
+    unknown -= {VERIFICATION_ROWS}
     if unknown:
         raise NotImplementedError(f"verification rows cannot be joined to a batch with {sorted(unknown)} yet.")
     for key in ("old_per_token_logps", "ref_per_token_logps", "sampling_per_token_logps", "importance_sampling_ratio"):
@@ -140,6 +157,34 @@ def concat_batches(
         value = pad_token_id if pad is None else pad
         out[key] = torch.cat([_right_pad(p, num_tokens, value) for p in parts])  # (B1 + B2, T)
     out["num_items_in_batch"] = first["num_items_in_batch"] + second["num_items_in_batch"]
+    out[VERIFICATION_ROWS] = torch.cat([_verification_flags(first), _verification_flags(second, default=True)])
+    return out
+
+
+def _verification_flags(batch: dict[str, Any], default: bool = False) -> torch.Tensor:
+    rows = batch["completion_ids"]
+    return batch.get(VERIFICATION_ROWS, torch.full((rows.size(0),), default, dtype=torch.bool, device=rows.device))
+
+
+def select_rows(batch: dict[str, Any], rows: list[int]) -> dict[str, Any]:
+    """Some rows of a joined batch, trimmed to their own padding: prompt columns no row uses (left) and completion
+    columns after the last real token of every row (right) are dropped, as if the rows had been padded alone."""
+    index = torch.tensor(rows, device=batch["completion_ids"].device)
+    prompt_used = batch["prompt_mask"][index].sum(dim=0) > 0  # (P,)
+    left = int(prompt_used.nonzero().min()) if prompt_used.any() else prompt_used.numel() - 1
+    completion_used = (batch["completion_mask"][index].sum(dim=0) > 0).nonzero()  # columns with a real token
+    width = batch["completion_ids"].size(1)
+    keep = int(completion_used.max()) + 1 if completion_used.numel() else 1
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if not isinstance(value, torch.Tensor) or value.dim() == 0:
+            out[key] = value  # num_items_in_batch: the generation batch's token count, the same for every pass
+        elif key in ("prompt_ids", "prompt_mask"):
+            out[key] = value[index][:, left:]  # (g, P - left)
+        elif value.dim() == 2 and value.size(1) == width:
+            out[key] = value[index][:, :keep]  # (g, keep) completion-aligned
+        else:
+            out[key] = value[index]  # (g, ...) per-row values, sequence-level ratios
     return out
 
 
@@ -172,6 +217,47 @@ def _fresh_logs(size: int) -> dict[str, Any]:
 
 class SelfVerification:
     """Mixin for `MultiAttemptGRPOTrainer`: RISE's verification pass (see the module docstring)."""
+
+    def joined_loss_reason(self) -> str | None:
+        """Why verification rows must share one loss pass with the solutions (None: they need not)."""
+        if not self.args.verification_loss_passes:
+            return "`verification_loss_passes: false`"
+        if self.accelerator.distributed_type == "DEEPSPEED":
+            return "DeepSpeed steps its engine on every backward"
+        if self._entropy_bonus_enabled:
+            return "the entropy bonus is a token mean over the whole micro-batch"
+        if self.top_entropy_quantile < 1.0:
+            return "`top_entropy_quantile` < 1 masks by a quantile of the whole micro-batch"
+        if self.aux_loss_enabled:
+            return "the MoE router aux loss is a micro-batch mean"
+        return None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """TRL's loss; a micro-batch with verification rows runs as several forward/backward passes (module docstring):
+        every pass but the last is backpropagated here, the last is returned with the earlier passes' (detached) loss
+        added, so the Trainer's backward completes the gradient and its logged loss is the whole micro-batch's."""
+        flags = inputs.get(VERIFICATION_ROWS) if isinstance(inputs, dict) else None
+        passes = None
+        if flags is not None and bool(flags.any()) and self.joined_loss_reason() is None:
+            prompt_lengths = inputs["prompt_mask"].sum(dim=1).tolist()  # (B,) left-padded prompts
+            positions = torch.arange(1, inputs["completion_mask"].size(1) + 1, device=flags.device)
+            completion_lengths = (inputs["completion_mask"] * positions).amax(dim=1).tolist()  # (B,) last real token
+            passes = loss_passes(flags.tolist(), prompt_lengths, completion_lengths)
+        if passes is None or len(passes) < 2:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        mask = inputs["completion_mask"] * inputs.get("tool_mask", 1)  # (B, T) TRL's loss mask
+        total_rows, total_tokens = mask.size(0), float(mask.sum())
+        earlier = torch.zeros((), device=mask.device)
+        for k, rows in enumerate(passes):
+            tokens = float(mask[rows].sum())
+            weight = loss_pass_weight(self.loss_type, len(rows), total_rows, tokens, total_tokens)
+            if k == len(passes) - 1:
+                loss = super().compute_loss(model, select_rows(inputs, rows), return_outputs, num_items_in_batch)
+                return loss * weight + earlier
+            with self.accelerator.no_sync(model):  # DDP reduces gradients once, on the micro-batch's last backward
+                loss = super().compute_loss(model, select_rows(inputs, rows), return_outputs, num_items_in_batch)
+                self.accelerator.backward(loss * weight)
+            earlier = earlier + (loss * weight).detach()
 
     def _verification_records(self, inputs: list[dict[str, Any]]) -> list[tuple[str, str, float]]:
         """(question, response, outcome score) of the verified attempt of each local row."""

@@ -45,7 +45,9 @@ def test_two_ranks_with_self_critique(tmp_path, tiny_model_dir):
 def test_two_ranks_verify_disjoint_halves_of_one_selection(tmp_path, tiny_model_dir, config):
     """2 processes on CPU (DDP over gloo; DeepSpeed ZeRO-3, where generation gathers the sharded weights and must be a
     collective call): the B_v picks come from the gathered batch, each rank verifies its own half, both ranks log the
-    same (gathered) verification metrics and train 2 steps."""
+    same (gathered) verification metrics and train 2 steps. Under DDP the verification rows' loss runs in passes of its
+    own (all but the last without gradient sync) and the ranks' weights still agree after the steps; DeepSpeed takes
+    one joined pass (its engine steps on every backward)."""
     recipe = write_recipe(tmp_path, tiny_model_dir, **{**RISE, "per_device_train_batch_size": 4})
     launch(SCRIPTS / "rise_under_launch.py", str(recipe), str(tmp_path / "ranks"), config=config)
     ranks = _ranks(tmp_path / "ranks")
@@ -56,3 +58,8 @@ def test_two_ranks_verify_disjoint_halves_of_one_selection(tmp_path, tiny_model_
     picked = [r["picked"][::2] for r in ranks]  # one entry per verified solution (n = 2 rows each)
     assert len(picked[0]) == len(picked[1]) == 2 and not set(picked[0]) & set(picked[1])
     assert sorted(p // 4 for p in picked[0] + picked[1]) == [0, 0, 1, 1]  # 4 of 2 groups, spread over both
+    if config is None:
+        assert all(r["loss_passes"] and min(r["loss_passes"]) >= 2 for r in ranks)
+        assert ranks[0]["parameter_sum"] == pytest.approx(ranks[1]["parameter_sum"], rel=1e-6)
+    else:
+        assert all(r["loss_passes"] == [] for r in ranks)

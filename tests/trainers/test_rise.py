@@ -177,6 +177,7 @@ def test_concat_batches_pads_and_counts_tokens():
     assert out["advantages"].tolist() == [[0.5, 0.0, 0.0], [1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]]
     assert torch.allclose(out["kl_weights"], torch.tensor([[0.1, 0.0, 0.0], [0.01] * 3, [0.01] * 3]))
     assert out["num_items_in_batch"].item() == 5.0
+    assert out["verification_rows"].tolist() == [False, True, True]
     with pytest.raises(NotImplementedError, match="pixel_values"):
         concat_batches({**first, "pixel_values": torch.zeros(1)}, second, pad_token_id=0)
 
@@ -381,3 +382,83 @@ def test_length_grouped_loss_equals_trls(tmp_path, tiny_model_dir, monkeypatch):
     torch.testing.assert_close(split_loss, trl_loss, atol=1e-5, rtol=1e-4)
     for a, b in zip(split_grads, trl_grads):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_loss_passes_hand_example():
+    from selfcorrect.algos import loss_pass_weight, loss_passes
+
+    # solutions 0, 2, 3 (prompt 10, completion 8): one pass of 3 x 18 = 54 padded tokens, the budget; verifications
+    # 1, 4, 5 (prompt 20, completions 7, 5, 6): 2 x 27 = 54 fit, a third would not.
+    flags, prompts, completions = [False, True, False, False, True, True], [10, 20, 10, 10, 20, 20], [8, 7, 8, 8, 5, 6]
+    assert loss_passes(flags, prompts, completions) == [[0, 2, 3], [1, 4], [5]]
+    assert loss_passes(flags, prompts, completions, budget=10) == [[0, 2, 3], [1], [4], [5]]  # one row at least
+    assert loss_passes([True, True], [20, 20], [7, 5]) == [[0, 1]]  # no solutions: one pass
+    assert loss_passes([False, False], [10, 10], [8, 8]) == [[0, 1]]
+    assert loss_pass_weight("grpo", 2, 8, 10.0, 40.0) == 0.25  # a row mean: its share of rows
+    assert loss_pass_weight("dr_grpo", 2, 8, 10.0, 40.0) == 0.25
+    assert loss_pass_weight("bnpo", 2, 8, 10.0, 40.0) == 0.25 * 1.0 and loss_pass_weight("bnpo", 6, 8, 30, 40) == 0.75
+    assert loss_pass_weight("dapo", 2, 8, 10.0, 40.0) == 1.0  # already divided by the whole batch's tokens
+    with pytest.raises(ValueError, match="unknown loss_type"):
+        loss_pass_weight("ppo", 1, 1, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo", "bnpo", "dr_grpo"])
+def test_verification_loss_passes_give_the_joined_batch_gradient(tmp_path, tiny_model_dir, monkeypatch, loss_type):
+    """A real RISE batch (8 solutions, 8 verification rows of ~4x their prompt length), with the per-attempt KL (beta):
+    the loss run as solution + verification passes and backpropagated as the Trainer does it gives the loss and the
+    gradient of one pass over the joined batch, for row-mean, token-mean and global-token normalizations; no pass
+    holds more padded tokens than the solutions (or one row)."""
+    import selfcorrect.trainers.self_verification as sv
+
+    monkeypatch.setattr(verification, "parse_rating", scripted_rating)
+    recipe = write_recipe(tmp_path, tiny_model_dir, scale_rewards="none", beta=0.01, loss_type=loss_type, **RISE)
+    trainer = build_trainer(recipe)
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(rows)
+    trainer.current_gradient_accumulation_steps = 1
+    passes_seen = []
+    real_passes = sv.loss_passes
+
+    def spy(*args):
+        passes = real_passes(*args)
+        passes_seen.append(passes)
+        return passes
+
+    monkeypatch.setattr(sv, "loss_passes", spy)
+    results = []
+    for separate in (True, False):
+        trainer.args.verification_loss_passes = separate
+        trainer.model.zero_grad()
+        loss = trainer.compute_loss(trainer.model, out)
+        trainer.accelerator.backward(loss)
+        results.append((loss.detach(), [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]))
+    (passes,) = passes_seen
+    assert len(passes) >= 3 and passes[0] == list(range(8))  # the solutions, then verification rows in chunks
+    assert sorted(i for rows in passes for i in rows) == list(range(16))
+    (split_loss, split_grads), (joined_loss, joined_grads) = results
+    assert len(split_grads) == len(joined_grads) > 0
+    torch.testing.assert_close(split_loss, joined_loss, atol=1e-5, rtol=1e-4)
+    for a, b in zip(split_grads, joined_grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_select_rows_trims_each_pass_to_its_own_padding():
+    from selfcorrect.trainers.self_verification import select_rows
+
+    batch = {
+        "prompt_ids": torch.tensor([[0, 0, 5, 6], [9, 9, 9, 9], [0, 0, 0, 4]]),
+        "prompt_mask": torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1]]),
+        "completion_ids": torch.tensor([[7, 8, 0], [1, 2, 3], [1, 0, 0]]),
+        "completion_mask": torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0]]),
+        "advantages": torch.tensor([[0.5, 0.5, 0.0], [1.0, 1.0, 1.0], [-1.0, 0.0, 0.0]]),
+        "importance_sampling_ratio": torch.tensor([[1.0], [0.75], [1.5]]),
+        "verification_rows": torch.tensor([False, True, False]),
+        "num_items_in_batch": torch.tensor(6.0),
+    }
+    part = select_rows(batch, [0, 2])
+    assert part["prompt_ids"].tolist() == [[5, 6], [0, 4]]  # the two left columns no row uses are dropped
+    assert part["completion_ids"].tolist() == [[7, 8], [1, 0]]  # so is the right column after every real token
+    assert part["advantages"].tolist() == [[0.5, 0.5], [-1.0, 0.0]]
+    assert part["importance_sampling_ratio"].tolist() == [[1.0], [1.5]]  # sequence-level (B, 1): rows only
+    assert part["verification_rows"].tolist() == [False, False] and part["num_items_in_batch"].item() == 6.0

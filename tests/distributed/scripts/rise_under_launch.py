@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+import selfcorrect.trainers.self_verification as self_verification
 from selfcorrect import verification
 from tests.helpers import build_trainer, scripted_rating
 
@@ -18,6 +19,9 @@ from tests.helpers import build_trainer, scripted_rating
 def main():
     recipe, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
     verification.parse_rating = scripted_rating
+    passes = []
+    real_passes = self_verification.loss_passes
+    self_verification.loss_passes = lambda *args: passes.append(real_passes(*args)) or passes[-1]
     trainer = build_trainer(recipe)
     trainer.train()
     trainer.save_model(trainer.args.output_dir)
@@ -33,6 +37,8 @@ def main():
         "verify_acc": [log.get("selfcorrect/verify_acc") for log in logs],
         "picked": [row["verify_solution_index"] for row in rows],
         "targets": [row["verify_target"] for row in rows],
+        "loss_passes": [len(p) for p in passes],  # per micro-batch with verification rows
+        "parameter_sum": sum(p.detach().double().sum().item() for p in trainer.model.parameters()),
     }
     (out_dir / f"rank{trainer.accelerator.process_index}.json").write_text(json.dumps(record))
 
