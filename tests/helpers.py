@@ -47,13 +47,18 @@ TINY_TRAINING = dict(
 )
 
 
-def write_recipe(tmp_path: Path, model_dir: Path, **fields) -> Path:
-    values = dict(model_name_or_path=str(model_dir), output_dir=str(tmp_path / "out"), **TINY_TRAINING)
-    values.update(fields)
+def dump_recipe(tmp_path: Path, values: dict) -> Path:
+    """`values` as tmp_path/recipe.yaml."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(values))
     return path
+
+
+def write_recipe(tmp_path: Path, model_dir: Path, **fields) -> Path:
+    """A training recipe on the tiny model: TINY_TRAINING's settings, `fields` over them."""
+    values = dict(model_name_or_path=str(model_dir), output_dir=str(tmp_path / "out"), **TINY_TRAINING)
+    return dump_recipe(tmp_path, values | fields)
 
 
 def build_trainer(recipe: Path, trainer_cls=None):

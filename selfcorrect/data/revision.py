@@ -290,7 +290,7 @@ def _provider(feedback: Any, template: str | None = None):
     except FeedbackTemplateError as exc:
         raise DataError(f"`--feedback_template`: {exc}") from exc
     except ValueError as exc:
-        raise DataError(f"`--feedback`: {exc}") from exc
+        raise DataError(str(exc)) from exc  # the registry's message names the field (`feedback`) and the choices
 
 
 def revision_row(
@@ -584,7 +584,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         FEEDBACK.lookup(feedback)
     except ValueError as exc:
-        raise RecipeError(f"`--feedback`: {exc}") from None
+        raise RecipeError(str(exc)) from None  # names the field (`feedback`) and the registered providers
     template = options.feedback_template
     if template is None and options.feedback is None:
         template = getattr(training_args, "feedback_template", None)

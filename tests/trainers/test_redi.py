@@ -13,7 +13,7 @@ from selfcorrect.algos import length_normalized_logps, redi_loss
 from selfcorrect.configs import RecipeError, parse_recipe
 from selfcorrect.data import DataError
 from selfcorrect.data.redi import build_redi_data
-from tests.helpers import unchanged_parameters, write_jsonl
+from tests.helpers import dump_recipe, unchanged_parameters, write_jsonl
 
 SYSTEM = [{"role": "system", "content": "Answer in \\boxed{}."}]
 
@@ -57,10 +57,7 @@ def _recipe(tmp_path, model_dir, **fields):
         save_strategy="no",
         report_to="none",
     )
-    values.update(fields)
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
+    return dump_recipe(tmp_path, values | fields)
 
 
 # --- the loss --------------------------------------------------------------------------------------------------------

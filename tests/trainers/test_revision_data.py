@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from selfcorrect.configs import RecipeError
 from selfcorrect.data import DataError
 from selfcorrect.data.revision import build_revision_rows, correct_solution, gold_mistakes, main
 from selfcorrect.rewards import extract_boxed, verify_answer
-from tests.helpers import unchanged_parameters
+from tests.helpers import dump_recipe, unchanged_parameters
 
 SYSTEM = {"role": "system", "content": "Solve it. Answer in \\boxed{}."}
 
@@ -274,10 +273,7 @@ def _recipe(tmp_path, model_dir, **fields):
         arithmetic_train_size=3,
         eval_batch_size=8,
     )
-    values.update(fields)
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
+    return dump_recipe(tmp_path, values | fields)
 
 
 def test_command_samples_the_tiny_model(tmp_path, tiny_model_dir):
@@ -303,7 +299,7 @@ def test_command_samples_the_tiny_model(tmp_path, tiny_model_dir):
     [
         (["--revision_samples", "0"], r"--revision_samples.*at least 1"),
         (["--source", "self", "--revision_temperature", "0"], r"--revision_temperature.*> 0"),
-        (["--feedback", "shout"], r"--feedback.*unknown feedback provider 'shout'"),
+        (["--feedback", "shout"], r"^`feedback`: unknown feedback provider 'shout'"),
         (["--feedback_template", "Wrong: {nope}"], r"--feedback_template.*nope"),
         (["--source", "teacher"], r"--source.*gold, self, both"),
         (["--max_rows_per_problem", "0"], r"--max_rows_per_problem.*at least 1"),
@@ -331,5 +327,8 @@ def test_bad_datasets_fail_clearly(tmp_path):
         build_revision_rows([{"prompt": [SYSTEM]}])
     with pytest.raises(DataError, match=r"--source self.*needs sampled traces"):
         build_revision_rows(PROBLEMS, source="self")
-    with pytest.raises(DataError, match=r"--feedback.*unknown feedback provider"):
+    with pytest.raises(
+        DataError, match=r"^`feedback`: unknown feedback provider 'loud'; registered: .*unary"
+    ) as error:
         build_revision_rows(PROBLEMS, "loud")
+    assert str(error.value).count("feedback`") == 1  # the field is named once
