@@ -56,6 +56,9 @@ EQUAL_LENGTH_MEMORY_TARGET = 1.05  # multi-attempt peak memory / the equal-lengt
 SINGLE_TURN_TIME_TARGET = 1.05  # single-turn step time / TRL's
 MULTI_ATTEMPT_TOKEN_TARGET = 1.15  # multi-attempt time per generated token / TRL's
 MEMORY_TARGET = 1.10  # peak memory / TRL's
+# Methods whose rows are longer than TRL's by design (RISE's verification prompts hold the question, the solution and
+# the rubric, ~250 tokens): (time per generated token, memory) / TRL's, the issue's targets for them.
+METHOD_TARGETS = {"rise": (1.10, 1.30)}
 CHILD_ENV = {
     "OMP_WAIT_POLICY": "PASSIVE",  # busy-waiting OpenMP threads slow generation ~20x beside another process
     "TOKENIZERS_PARALLELISM": "false",
@@ -360,12 +363,14 @@ def summarize(runs: list[dict[str, Any]], methods: list[str], device: str) -> li
 
 def targets_met(row: dict[str, Any]) -> dict[str, bool]:
     """The issue's targets: single-turn time within 5 % of TRL; a trainer that samples more tokens than TRL (attempts,
-    critiques, refinements, verifications) within 15 % per generated token; memory within 10 %."""
+    critiques, refinements, verifications) within 15 % per generated token; memory within 10 %; RISE (METHOD_TARGETS):
+    within 10 % per generated token and 30 % memory."""
+    token_target, memory_target = METHOD_TARGETS.get(row["method"], (MULTI_ATTEMPT_TOKEN_TARGET, MEMORY_TARGET))
     if row["attempts"] > 1 or row["token_ratio"] > 1.05:
-        time_ok = row["token_time_ratio"] <= MULTI_ATTEMPT_TOKEN_TARGET
+        time_ok = row["token_time_ratio"] <= token_target
     else:
         time_ok = row["time_ratio"] <= SINGLE_TURN_TIME_TARGET
-    met = {"time": time_ok, "memory": row["memory_ratio"] <= MEMORY_TARGET}
+    met = {"time": time_ok, "memory": row["memory_ratio"] <= memory_target}
     if "equal_memory_ratio" in row:  # a multi-attempt trainer against TRL at the episode's length
         met["time@equal"] = row["equal_time_ratio"] <= EQUAL_LENGTH_TIME_TARGET
         met["memory@equal"] = row["equal_memory_ratio"] <= EQUAL_LENGTH_MEMORY_TARGET
@@ -455,7 +460,8 @@ def markdown_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines += [
         "",
         "Targets: single-turn time × TRL ≤ 1.05; a trainer that samples more tokens than TRL (attempts, critiques, "
-        "refinements, verifications): time per generated token × TRL ≤ 1.15; memory × TRL ≤ 1.10. Multi-attempt "
+        "refinements, verifications): time per generated token × TRL ≤ 1.15; memory × TRL ≤ 1.10; RISE (verification "
+        "prompts of ~250 tokens): ≤ 1.10 per generated token, memory ≤ 1.30. Multi-attempt "
         f"trainers against `{EQUAL_LENGTH}` (TRL generating as many tokens per row as an episode holds: K × the "
         "attempt cap, K − 1 feedback turns of SCoRe's instruction and their EOS): step time ≤ 1.0 (the same rows and "
         "sequence length, so time per sequence token), memory ≤ 1.05.",
