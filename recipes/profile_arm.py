@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float | None]]:
     opts = parser.parse_args(argv)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = {arm: {label: cumulative(profile_arm(arm, opts, out), name, part) for label, name, part in PARTS}
-             for arm in opts.arms}  # fmt: skip
+    stats = {arm: profile_arm(arm, opts, out) for arm in opts.arms}  # one profiled run per arm
+    table = {arm: {label: cumulative(stats[arm], name, part) for label, name, part in PARTS} for arm in opts.arms}
     lines = [
         f"cProfile, cumulative seconds over {opts.steps} steps (`python recipes/profile_arm.py {' '.join(opts.arms)} "
         f"--steps {opts.steps}`)",

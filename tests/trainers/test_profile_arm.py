@@ -6,9 +6,13 @@ from tests.helpers import load_script
 
 
 def test_profile_arm_finds_the_parts_of_a_step(tiny_model_dir, tmp_path):
-    table = load_script("profile_arm").main(
+    script = load_script("profile_arm")
+    runs, profile_arm = [], script.profile_arm
+    script.profile_arm = lambda arm, *args: runs.append(arm) or profile_arm(arm, *args)
+    table = script.main(
         ["trl", "nsr", "--steps", "1", "--max-new-tokens", "4", "--model", str(tiny_model_dir), "--out", str(tmp_path)]
     )
+    assert runs == ["trl", "nsr"]  # one profiled run per arm, every part read from it
     trl, nsr = table["trl"], table["nsr"]
     assert trl["episode engine (generate included)"] is None and nsr["episode engine (generate included)"] > 0
     assert trl["reward functions + credit (ours)"] is None and nsr["reward functions + credit (ours)"] is not None
