@@ -185,6 +185,28 @@ def test_concat_batches_pads_and_counts_tokens():
 # --- the trainer -----------------------------------------------------------------------------------------------------
 
 
+def _rise_batch(tmp_path, tiny_model_dir, monkeypatch, **fields):
+    """A RISE trainer on the tiny model and one real training batch: 2 groups of 4 solutions, scripted ratings."""
+    monkeypatch.setattr(verification, "parse_rating", scripted_rating)
+    recipe = write_recipe(tmp_path, tiny_model_dir, scale_rewards="none", beta=0.01, **{**RISE, **fields})
+    trainer = build_trainer(recipe)
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]  # 2 groups of 4, the RepeatSampler's order
+    trainer.model.train()
+    return trainer, rows, trainer._generate_and_score_completions(rows)
+
+
+def _record(monkeypatch, module, name: str) -> list:
+    """Patch `module.name` to record what each call returns (the list returned)."""
+    returned, real = [], getattr(module, name)
+
+    def recording(*args):
+        returned.append(real(*args))
+        return returned[-1]
+
+    monkeypatch.setattr(module, name, recording)
+    return returned
+
+
 @pytest.mark.parametrize(
     "composed",
     [{}, dict(advantage_mode="w_reinforce", positive_advantage_scale=3.0, reward_funcs=["accuracy"])],
@@ -195,12 +217,7 @@ def test_verification_rows_join_the_batch(tmp_path, tiny_model_dir, monkeypatch,
     rows carry the verified solution in their prompt, group-relative advantages over their 2 verifications, full loss
     masks, and count in `num_items_in_batch`. An advantage mode and R3L act on the solutions' credit only: the
     verification rows keep TRL's group advantages (the README's composition table, RISE column)."""
-    monkeypatch.setattr(verification, "parse_rating", scripted_rating)
-    recipe = write_recipe(tmp_path, tiny_model_dir, scale_rewards="none", beta=0.01, **{**RISE, **composed})
-    trainer = build_trainer(recipe)
-    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]  # 2 groups of 4, the RepeatSampler's order
-    trainer.model.train()
-    out = trainer._generate_and_score_completions(rows)
+    trainer, rows, out = _rise_batch(tmp_path, tiny_model_dir, monkeypatch, **composed)
 
     assert out["completion_ids"].size(0) == 8 + 4 * 2 and out["advantages"].shape == out["completion_ids"].shape
     assert out["prompt_ids"].size(0) == out["ref_per_token_logps"].size(0) == 16
@@ -354,22 +371,9 @@ def test_length_grouped_loss_equals_trls(tmp_path, tiny_model_dir, monkeypatch):
     forward split per length group equal one padded forward (TRL's) to float tolerance."""
     import selfcorrect.trainers.base as base
 
-    monkeypatch.setattr(verification, "parse_rating", scripted_rating)
-    recipe = write_recipe(tmp_path, tiny_model_dir, scale_rewards="none", beta=0.01, **RISE)
-    trainer = build_trainer(recipe)
-    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
-    trainer.model.train()
-    out = trainer._generate_and_score_completions(rows)
+    trainer, _, out = _rise_batch(tmp_path, tiny_model_dir, monkeypatch)
     trainer.current_gradient_accumulation_steps = 1
-    splits = []
-    real_groups = base.two_length_groups
-
-    def spy(*args):
-        groups = real_groups(*args)
-        splits.append(len(groups))
-        return groups
-
-    monkeypatch.setattr(base, "two_length_groups", spy)
+    groups = _record(monkeypatch, base, "two_length_groups")
     results = []
     for min_saving in (0.1, 1.0):  # 0.1: this batch (16 % saving) is split; 1.0: never split (TRL's forward)
         trainer.length_group_min_saving = min_saving
@@ -377,7 +381,7 @@ def test_length_grouped_loss_equals_trls(tmp_path, tiny_model_dir, monkeypatch):
         loss = trainer._compute_loss(trainer.model, out)
         loss.backward()
         results.append((loss.detach(), [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]))
-    assert splits == [2, 1]
+    assert [len(g) for g in groups] == [2, 1]
     (split_loss, split_grads), (trl_loss, trl_grads) = results
     torch.testing.assert_close(split_loss, trl_loss, atol=1e-5, rtol=1e-4)
     for a, b in zip(split_grads, trl_grads):
@@ -410,22 +414,9 @@ def test_verification_loss_passes_give_the_joined_batch_gradient(tmp_path, tiny_
     holds more padded tokens than the solutions (or one row)."""
     import selfcorrect.trainers.self_verification as sv
 
-    monkeypatch.setattr(verification, "parse_rating", scripted_rating)
-    recipe = write_recipe(tmp_path, tiny_model_dir, scale_rewards="none", beta=0.01, loss_type=loss_type, **RISE)
-    trainer = build_trainer(recipe)
-    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
-    trainer.model.train()
-    out = trainer._generate_and_score_completions(rows)
+    trainer, _, out = _rise_batch(tmp_path, tiny_model_dir, monkeypatch, loss_type=loss_type)
     trainer.current_gradient_accumulation_steps = 1
-    passes_seen = []
-    real_passes = sv.loss_passes
-
-    def spy(*args):
-        passes = real_passes(*args)
-        passes_seen.append(passes)
-        return passes
-
-    monkeypatch.setattr(sv, "loss_passes", spy)
+    passes_seen = _record(monkeypatch, sv, "loss_passes")
     results = []
     for separate in (True, False):
         trainer.args.verification_loss_passes = separate
@@ -436,6 +427,13 @@ def test_verification_loss_passes_give_the_joined_batch_gradient(tmp_path, tiny_
     (passes,) = passes_seen
     assert len(passes) >= 3 and passes[0] == list(range(8))  # the solutions, then verification rows in chunks
     assert sorted(i for rows in passes for i in rows) == list(range(16))
+    prompt_lengths = out["prompt_mask"].sum(dim=1)  # (16,)
+    completion_lengths = out["completion_mask"].cumsum(dim=1).argmax(dim=1) + 1  # (16,) up to the last real token
+
+    def padded(rows):
+        return len(rows) * int(prompt_lengths[rows].max() + completion_lengths[rows].max())
+
+    assert all(len(rows) == 1 or padded(rows) <= padded(passes[0]) for rows in passes[1:])
     (split_loss, split_grads), (joined_loss, joined_grads) = results
     assert len(split_grads) == len(joined_grads) > 0
     torch.testing.assert_close(split_loss, joined_loss, atol=1e-5, rtol=1e-4)
