@@ -16,7 +16,9 @@ The loss of a micro-batch that holds verification rows runs in several forward/b
 at most as many padded tokens as the solutions, each pass trimmed to its own padding and weighted by its share of the
 loss (`algos.loss_pass_weight`), so the gradient is the joined batch's (tested) while the activations held at once
 are a TRL step's. One pass over the joined batch instead where a loss term needs the whole micro-batch (an entropy
-bonus, an entropy-quantile mask, an MoE aux loss) or where the backend steps on every backward (DeepSpeed).
+bonus, an entropy-quantile mask, an MoE aux loss). Under DeepSpeed the early passes backpropagate as a step inside
+a gradient-accumulation window does (no boundary: gradients accumulate locally; the micro-batch's last pass is the
+Trainer's own backward, which reduces and steps as before).
 """
 
 from __future__ import annotations
@@ -222,8 +224,6 @@ class SelfVerification:
         """Why verification rows must share one loss pass with the solutions (None: they need not)."""
         if not self.args.verification_loss_passes:
             return "`verification_loss_passes: false`"
-        if self.accelerator.distributed_type == "DEEPSPEED":
-            return "DeepSpeed steps its engine on every backward"
         if self._entropy_bonus_enabled:
             return "the entropy bonus is a token mean over the whole micro-batch"
         if self.top_entropy_quantile < 1.0:
@@ -256,8 +256,17 @@ class SelfVerification:
                 return loss * weight + earlier
             with self.accelerator.no_sync(model):  # DDP reduces gradients once, on the micro-batch's last backward
                 loss = super().compute_loss(model, select_rows(inputs, rows), return_outputs, num_items_in_batch)
-                self.accelerator.backward(loss * weight)
+                self._backward_without_sync(loss * weight)
             earlier = earlier + (loss * weight).detach()
+
+    def _backward_without_sync(self, loss: torch.Tensor) -> None:
+        """Backpropagate an early loss pass, accumulating gradients locally: under DeepSpeed what `accelerator.backward`
+        does inside an accumulation window (no boundary: no reduction, no engine step; the loss is already scaled, as the
+        Trainer says with `scale_wrt_gas=False`), elsewhere `accelerator.backward` (inside `no_sync` for DDP)."""
+        if self.accelerator.distributed_type == "DEEPSPEED":
+            self.accelerator.deepspeed_engine_wrapped.backward(loss, sync_gradients=False, scale_wrt_gas=False)
+        else:
+            self.accelerator.backward(loss)
 
     def _verification_records(self, inputs: list[dict[str, Any]]) -> list[tuple[str, str, float]]:
         """(question, response, outcome score) of the verified attempt of each local row."""

@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from tests.helpers import SCRIPTS, launch, write_recipe
 from tests.trainers.test_critique import CRITIQUE
@@ -45,9 +46,8 @@ def test_two_ranks_with_self_critique(tmp_path, tiny_model_dir):
 def test_two_ranks_verify_disjoint_halves_of_one_selection(tmp_path, tiny_model_dir, config):
     """2 processes on CPU (DDP over gloo; DeepSpeed ZeRO-3, where generation gathers the sharded weights and must be a
     collective call): the B_v picks come from the gathered batch, each rank verifies its own half, both ranks log the
-    same (gathered) verification metrics and train 2 steps. Under DDP the verification rows' loss runs in passes of its
-    own (all but the last without gradient sync) and the ranks' weights still agree after the steps; DeepSpeed takes
-    one joined pass (its engine steps on every backward)."""
+    same (gathered) verification metrics and train 2 steps. The verification rows' loss runs in passes of its own (all
+    but the last without gradient sync); under DDP the ranks' weights still agree after the steps."""
     recipe = write_recipe(tmp_path, tiny_model_dir, **{**RISE, "per_device_train_batch_size": 4})
     launch(SCRIPTS / "rise_under_launch.py", str(recipe), str(tmp_path / "ranks"), config=config)
     ranks = _ranks(tmp_path / "ranks")
@@ -58,8 +58,29 @@ def test_two_ranks_verify_disjoint_halves_of_one_selection(tmp_path, tiny_model_
     picked = [r["picked"][::2] for r in ranks]  # one entry per verified solution (n = 2 rows each)
     assert len(picked[0]) == len(picked[1]) == 2 and not set(picked[0]) & set(picked[1])
     assert sorted(p // 4 for p in picked[0] + picked[1]) == [0, 0, 1, 1]  # 4 of 2 groups, spread over both
-    if config is None:
-        assert all(r["loss_passes"] and min(r["loss_passes"]) >= 2 for r in ranks)
+    assert all(r["loss_passes"] and min(r["loss_passes"]) >= 2 for r in ranks)
+    if config is None:  # ZeRO-3 shards the weights: each rank holds a different part
         assert ranks[0]["parameter_sum"] == pytest.approx(ranks[1]["parameter_sum"], rel=1e-6)
-    else:
-        assert all(r["loss_passes"] == [] for r in ranks)
+
+
+@pytest.mark.dist
+def test_verification_loss_passes_train_the_same_weights_under_zero2(tmp_path, tiny_model_dir):
+    """DeepSpeed ZeRO-2 on 2 CPU ranks, 2 steps: with the verification rows' loss in passes of its own (early passes
+    accumulate without an engine step) the trained weights equal those of one joined pass. SGD, so that the weights
+    differ by the learning rate times the gradients' difference (Adam would magnify rounding on near-zero gradients)."""
+    from safetensors.torch import load_file
+
+    weights = {}
+    for separate in (True, False):
+        run = tmp_path / f"passes_{separate}"
+        recipe = write_recipe(run, tiny_model_dir, **{**RISE, "per_device_train_batch_size": 4},
+                              verification_loss_passes=separate, optim="sgd")  # fmt: skip
+        launch(SCRIPTS / "rise_under_launch.py", str(recipe), str(run / "ranks"), config="zero2.yaml")
+        ranks = _ranks(run / "ranks")
+        assert all(bool(r["loss_passes"]) == separate for r in ranks)
+        weights[separate] = load_file(str(run / "out" / "model.safetensors"))
+    assert weights[True].keys() == weights[False].keys()
+    for name, trained in weights[True].items():
+        torch.testing.assert_close(trained, weights[False][name], atol=1e-5, rtol=1e-4)
+    initial = load_file(str(tiny_model_dir / "model.safetensors"))
+    assert any(not torch.equal(weights[True][name], initial[name]) for name in initial)  # the steps trained something
