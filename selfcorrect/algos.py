@@ -206,38 +206,54 @@ def two_length_groups(
     return [sorted(order[:best_cut]), sorted(order[best_cut:])]
 
 
-def loss_passes(
+def verification_pass_rows(
     is_verification: Sequence[bool],
     prompt_lengths: Sequence[int],
     completion_lengths: Sequence[int],
     budget: int | None = None,
-) -> list[list[int]]:
-    """Rows of one micro-batch split into the forward/backward passes of its loss: solution rows in one pass,
-    verification rows (RISE) in passes of at most `budget` padded tokens (rows x (longest prompt + longest completion)
-    of the pass) each, always at least one row. `budget` None: the solution rows' padded tokens, so no pass holds more
-    activations than the solutions alone; with no solution rows, the verification rows all in one pass. Row indices
-    keep their order; an empty group gives no pass.
+) -> tuple[int, int]:
+    """What one rank's micro-batch asks of the loss passes: (solution rows, verification rows per pass).
+
+    `budget` (padded tokens a pass may hold) None: the solution rows' padded tokens (rows x (longest prompt + longest
+    completion)), so no pass holds more activations than the solutions alone; verification rows per pass: how many of
+    the widest verification row fit it, at least 1; with no solution rows, all verification rows; with no verification
+    rows, the whole micro-batch (no constraint).
     """
     solutions = [i for i, v in enumerate(is_verification) if not v]
     verifications = [i for i, v in enumerate(is_verification) if v]
-
-    def padded(rows: list[int]) -> int:
-        if not rows:
-            return 0
-        return len(rows) * (max(prompt_lengths[i] for i in rows) + max(completion_lengths[i] for i in rows))
-
+    if not verifications:
+        return len(solutions), len(is_verification)
     if budget is None:
-        budget = padded(solutions) or padded(verifications)
-    passes = [solutions] if solutions else []
-    current: list[int] = []
-    for row in verifications:
-        if current and padded(current + [row]) > budget:
-            passes.append(current)
-            current = []
-        current.append(row)
-    if current:
-        passes.append(current)
-    return passes
+        if not solutions:
+            return 0, len(verifications)
+        budget = len(solutions) * (
+            max(prompt_lengths[i] for i in solutions) + max(completion_lengths[i] for i in solutions)
+        )
+    width = max(prompt_lengths[i] for i in verifications) + max(completion_lengths[i] for i in verifications)
+    return len(solutions), max(1, budget // width)
+
+
+def loss_passes(
+    is_verification: Sequence[bool],
+    prompt_lengths: Sequence[int],
+    completion_lengths: Sequence[int],
+    solution_rows: int,
+    rows_per_pass: int,
+) -> list[list[int]]:
+    """The rows of each forward/backward pass of a micro-batch's loss, in sizes every rank shares (TRL's loss gathers
+    per-row values, so pass k must hold as many rows on every rank): `solution_rows` solution rows in the first pass
+    (the fewest any rank has), then the other rows — remaining solutions first, then verification rows from shortest
+    to longest — in passes of `rows_per_pass` (the fewest any rank's budget allows). Both come from
+    `verification_pass_rows`, as minima over ranks.
+    """
+    solutions = [i for i, v in enumerate(is_verification) if not v]
+    verifications = sorted(
+        (i for i, v in enumerate(is_verification) if v), key=lambda i: (prompt_lengths[i] + completion_lengths[i], i)
+    )
+    order = solutions + verifications
+    passes = [order[:solution_rows]] if solution_rows else []
+    rest = order[solution_rows:]
+    return passes + [rest[k : k + rows_per_pass] for k in range(0, len(rest), rows_per_pass)]
 
 
 def loss_pass_weight(loss_type: str, rows: int, total_rows: int, tokens: float, total_tokens: float) -> float:

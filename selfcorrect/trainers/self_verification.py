@@ -39,6 +39,7 @@ from ..algos import (
     outcome_score,
     select_spread,
     verification_accuracy,
+    verification_pass_rows,
     verification_rewards,
 )
 from ..rewards import question_text
@@ -235,29 +236,67 @@ class SelfVerification:
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """TRL's loss; a micro-batch with verification rows runs as several forward/backward passes (module docstring):
         every pass but the last is backpropagated here, the last is returned with the earlier passes' (detached) loss
-        added, so the Trainer's backward completes the gradient and its logged loss is the whole micro-batch's."""
-        flags = inputs.get(VERIFICATION_ROWS) if isinstance(inputs, dict) else None
-        passes = None
-        if flags is not None and bool(flags.any()) and self.joined_loss_reason() is None:
-            prompt_lengths = inputs["prompt_mask"].sum(dim=1).tolist()  # (B,) left-padded prompts
-            positions = torch.arange(1, inputs["completion_mask"].size(1) + 1, device=flags.device)
-            completion_lengths = (inputs["completion_mask"] * positions).amax(dim=1).tolist()  # (B,) last real token
-            passes = loss_passes(flags.tolist(), prompt_lengths, completion_lengths)
-        if passes is None or len(passes) < 2:
+        added, so the Trainer's backward completes the gradient and its logged loss is the whole micro-batch's. Pass k
+        holds as many rows on every rank: TRL's loss makes collective calls and gathers per-row values."""
+        if not (isinstance(inputs, dict) and VERIFICATION_ROWS in inputs) or self.joined_loss_reason() is not None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        flags = inputs[VERIFICATION_ROWS]  # (B,) present on every rank's training batch
+        prompt_lengths = inputs["prompt_mask"].sum(dim=1).tolist()  # (B,) left-padded prompts
+        positions = torch.arange(1, inputs["completion_mask"].size(1) + 1, device=flags.device)
+        completion_lengths = (inputs["completion_mask"] * positions).amax(dim=1).tolist()  # (B,) last real token
+        solution_rows, rows_per_pass = verification_pass_rows(flags.tolist(), prompt_lengths, completion_lengths)
+        rows = flags.numel()
+        asks = torch.tensor([-solution_rows, -rows_per_pass, -rows, rows, int(flags.sum())], device=flags.device)
+        if self.accelerator.num_processes > 1:  # pass k holds as many rows on every rank: the fewest any rank asks
+            asks = self.accelerator.reduce(asks, reduction="max")
+        solution_rows, rows_per_pass, fewest, most, verifications = (-asks[:3]).tolist() + asks[3:].tolist()
+        passes = [list(range(rows))]
+        if verifications > 0 and fewest == most:  # TRL splits a generation batch into equal micro-batches
+            passes = loss_passes(flags.tolist(), prompt_lengths, completion_lengths, solution_rows, rows_per_pass)
+        if len(passes) == 1:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mask = inputs["completion_mask"] * inputs.get("tool_mask", 1)  # (B, T) TRL's loss mask
         total_rows, total_tokens = mask.size(0), float(mask.sum())
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        logged_before = {key: len(values) for key, values in metrics.items()}
+        weights, tokens = [], []
         earlier = torch.zeros((), device=mask.device)
         for k, rows in enumerate(passes):
-            tokens = float(mask[rows].sum())
-            weight = loss_pass_weight(self.loss_type, len(rows), total_rows, tokens, total_tokens)
+            tokens.append(float(mask[rows].sum()))
+            weights.append(loss_pass_weight(self.loss_type, len(rows), total_rows, tokens[-1], total_tokens))
             if k == len(passes) - 1:
                 loss = super().compute_loss(model, select_rows(inputs, rows), return_outputs, num_items_in_batch)
-                return loss * weight + earlier
+                break
             with self.accelerator.no_sync(model):  # DDP reduces gradients once, on the micro-batch's last backward
                 loss = super().compute_loss(model, select_rows(inputs, rows), return_outputs, num_items_in_batch)
-                self._backward_without_sync(loss * weight)
-            earlier = earlier + (loss * weight).detach()
+                self._backward_without_sync(loss * weights[-1])
+            earlier = earlier + (loss * weights[-1]).detach()
+        self._merge_pass_metrics(metrics, logged_before, weights, tokens)
+        return loss * weights[-1] + earlier
+
+    def _merge_pass_metrics(self, metrics, logged_before: dict[str, int], weights: list[float], tokens: list[float]):
+        """One logged value per micro-batch, as one joined pass would have logged it: token means (entropy, clip ratios,
+        KL) weighted by each pass's loss tokens over all ranks, `_min` / `_max` metrics their min / max, `policy_loss`
+        the passes' weighted sum; a metric logged by only some passes, their plain mean."""
+        counts = self.accelerator.reduce(torch.tensor(tokens, device=self.accelerator.device), reduction="sum")
+        counts = counts.tolist()  # (passes,) loss tokens of each pass over all ranks
+        for key, values in metrics.items():
+            start = logged_before.get(key, 0)
+            new = values[start:]
+            if len(new) < 2:
+                continue
+            if len(new) != len(weights):
+                merged = sum(new) / len(new)
+            elif key.endswith("_min"):
+                merged = min(new)
+            elif key.endswith("_max"):
+                merged = max(new)
+            elif key == "policy_loss":
+                merged = sum(w * v for w, v in zip(weights, new))
+            else:
+                merged = sum(c * v for c, v in zip(counts, new)) / max(sum(counts), 1.0)
+            del values[start:]
+            values.append(merged)
 
     def _backward_without_sync(self, loss: torch.Tensor) -> None:
         """Backpropagate an early loss pass, accumulating gradients locally: under DeepSpeed what `accelerator.backward`

@@ -64,6 +64,21 @@ def test_two_ranks_verify_disjoint_halves_of_one_selection(tmp_path, tiny_model_
 
 
 @pytest.mark.dist
+def test_ranks_whose_rows_need_different_numbers_of_passes_run_as_many(tmp_path, tiny_model_dir, monkeypatch):
+    """TRL's loss gathers per-row values, so pass k must hold as many rows on every rank: rank 0 asks for all its
+    verification rows in one pass, rank 1 for one row a pass; both run rank 1's sizes, train 2 steps (instead of failing
+    in a mismatched collective) and end with the same weights."""
+    monkeypatch.setenv("RISE_UNEVEN_PASSES", "1")
+    recipe = write_recipe(tmp_path, tiny_model_dir, **{**RISE, "per_device_train_batch_size": 4})
+    launch(SCRIPTS / "rise_under_launch.py", str(recipe), str(tmp_path / "ranks"), timeout=420)
+    ranks = _ranks(tmp_path / "ranks")
+    assert all(r["steps"] == 2 for r in ranks)
+    assert min(ranks[0]["asked_rows_per_pass"]) > 1 and set(ranks[1]["asked_rows_per_pass"]) == {1}
+    assert ranks[0]["pass_sizes"] == ranks[1]["pass_sizes"] and max(map(len, ranks[0]["pass_sizes"])) > 2
+    assert ranks[0]["parameter_sum"] == pytest.approx(ranks[1]["parameter_sum"], rel=1e-6)
+
+
+@pytest.mark.dist
 def test_verification_loss_passes_train_the_same_weights_under_zero2(tmp_path, tiny_model_dir):
     """DeepSpeed ZeRO-2 on 2 CPU ranks, 2 steps: with the verification rows' loss in passes of its own (early passes
     accumulate without an engine step) the trained weights equal those of one joined pass. SGD, so that the weights

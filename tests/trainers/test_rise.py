@@ -389,15 +389,20 @@ def test_length_grouped_loss_equals_trls(tmp_path, tiny_model_dir, monkeypatch):
 
 
 def test_loss_passes_hand_example():
-    from selfcorrect.algos import loss_pass_weight, loss_passes
+    from selfcorrect.algos import loss_pass_weight, loss_passes, verification_pass_rows
 
-    # solutions 0, 2, 3 (prompt 10, completion 8): one pass of 3 x 18 = 54 padded tokens, the budget; verifications
-    # 1, 4, 5 (prompt 20, completions 7, 5, 6): 2 x 27 = 54 fit, a third would not.
+    # solutions 0, 2, 3 (prompt 10, completion 8): 3 x 18 = 54 padded tokens, the budget; verifications 1, 4, 5
+    # (prompt 20, completions 7, 5, 6): the widest is 27 tokens, so 2 fit a pass
     flags, prompts, completions = [False, True, False, False, True, True], [10, 20, 10, 10, 20, 20], [8, 7, 8, 8, 5, 6]
-    assert loss_passes(flags, prompts, completions) == [[0, 2, 3], [1, 4], [5]]
-    assert loss_passes(flags, prompts, completions, budget=10) == [[0, 2, 3], [1], [4], [5]]  # one row at least
-    assert loss_passes([True, True], [20, 20], [7, 5]) == [[0, 1]]  # no solutions: one pass
-    assert loss_passes([False, False], [10, 10], [8, 8]) == [[0, 1]]
+    assert verification_pass_rows(flags, prompts, completions) == (3, 2)
+    assert verification_pass_rows(flags, prompts, completions, budget=10) == (3, 1)  # one row at least
+    assert verification_pass_rows([True, True], [20, 20], [7, 5]) == (0, 2)  # no solutions: one pass
+    assert verification_pass_rows([False, False], [10, 10], [8, 8]) == (2, 2)  # nothing to split
+    # this rank's passes, in the sizes all ranks agreed on: verification rows from shortest (4: 25) to longest (1: 27)
+    assert loss_passes(flags, prompts, completions, 3, 2) == [[0, 2, 3], [4, 5], [1]]
+    # another rank had 2 solution rows and room for 1 verification row a pass: the third solution leads the rest
+    assert loss_passes(flags, prompts, completions, 2, 1) == [[0, 2], [3], [4], [5], [1]]
+    assert loss_passes(flags, prompts, completions, 0, 6) == [[0, 2, 3, 4, 5, 1]]
     assert loss_pass_weight("grpo", 2, 8, 10.0, 40.0) == 0.25  # a row mean: its share of rows
     assert loss_pass_weight("dr_grpo", 2, 8, 10.0, 40.0) == 0.25
     assert loss_pass_weight("bnpo", 2, 8, 10.0, 40.0) == 0.25 * 1.0 and loss_pass_weight("bnpo", 6, 8, 30, 40) == 0.75
@@ -417,13 +422,15 @@ def test_verification_loss_passes_give_the_joined_batch_gradient(tmp_path, tiny_
     trainer, _, out = _rise_batch(tmp_path, tiny_model_dir, monkeypatch, loss_type=loss_type)
     trainer.current_gradient_accumulation_steps = 1
     passes_seen = _record(monkeypatch, sv, "loss_passes")
-    results = []
+    results, logged = [], []
     for separate in (True, False):
         trainer.args.verification_loss_passes = separate
         trainer.model.zero_grad()
+        trainer._metrics["train"].clear()
         loss = trainer.compute_loss(trainer.model, out)
         trainer.accelerator.backward(loss)
         results.append((loss.detach(), [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]))
+        logged.append({key: values for key, values in trainer._metrics["train"].items()})
     (passes,) = passes_seen
     assert len(passes) >= 3 and passes[0] == list(range(8))  # the solutions, then verification rows in chunks
     assert sorted(i for rows in passes for i in rows) == list(range(16))
@@ -439,6 +446,10 @@ def test_verification_loss_passes_give_the_joined_batch_gradient(tmp_path, tiny_
     torch.testing.assert_close(split_loss, joined_loss, atol=1e-5, rtol=1e-4)
     for a, b in zip(split_grads, joined_grads):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+    # one logged value per micro-batch, the joined pass's: token means (entropy, KL), min / max
+    assert logged[0].keys() == logged[1].keys() and {"entropy", "kl", "clip_ratio/low_min"} <= logged[0].keys()
+    for key, (value,) in logged[1].items():
+        assert logged[0][key] == [pytest.approx(value, rel=1e-4, abs=1e-6)], key
 
 
 def test_select_rows_trims_each_pass_to_its_own_padding():

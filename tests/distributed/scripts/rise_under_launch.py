@@ -3,11 +3,13 @@
     accelerate launch --multi_gpu --num_processes 2 tests/distributed/scripts/rise_under_launch.py RECIPE OUT_DIR
     accelerate launch --config_file launch/cpu/zero3.yaml tests/distributed/scripts/rise_under_launch.py RECIPE OUT_DIR
 
+With RISE_UNEVEN_PASSES set, the ranks ask for different numbers of verification rows per loss pass.
 A random model never writes a boxed rating, so ratings are scripted (`tests.helpers.scripted_rating`) to give the
 verification rows a varied reward.
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,8 +21,12 @@ from tests.helpers import build_trainer, scripted_rating
 def main():
     recipe, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
     verification.parse_rating = scripted_rating
-    passes = []
-    real_passes = self_verification.loss_passes
+    asked, passes = [], []
+    real_asks, real_passes = self_verification.verification_pass_rows, self_verification.loss_passes
+    budget = None
+    if os.environ.get("RISE_UNEVEN_PASSES"):  # rank 0: all verification rows in one pass; rank 1: one row a pass
+        budget = 10**9 if os.environ.get("RANK", "0") == "0" else 1
+    self_verification.verification_pass_rows = lambda *args: asked.append(real_asks(*args, budget)) or asked[-1]
     self_verification.loss_passes = lambda *args: passes.append(real_passes(*args)) or passes[-1]
     trainer = build_trainer(recipe)
     trainer.train()
@@ -37,7 +43,9 @@ def main():
         "verify_acc": [log.get("selfcorrect/verify_acc") for log in logs],
         "picked": [row["verify_solution_index"] for row in rows],
         "targets": [row["verify_target"] for row in rows],
-        "loss_passes": [len(p) for p in passes],  # per micro-batch with verification rows
+        "asked_rows_per_pass": [rows for _, rows in asked],  # what this rank's micro-batches asked for
+        "pass_sizes": [[len(rows) for rows in p] for p in passes],  # the passes it ran, per micro-batch
+        "loss_passes": [len(p) for p in passes],
         "parameter_sum": sum(p.detach().double().sum().item() for p in trainer.model.parameters()),
     }
     (out_dir / f"rank{trainer.accelerator.process_index}.json").write_text(json.dumps(record))
