@@ -245,12 +245,14 @@ class SelfVerification:
         positions = torch.arange(1, inputs["completion_mask"].size(1) + 1, device=flags.device)
         completion_lengths = (inputs["completion_mask"] * positions).amax(dim=1).tolist()  # (B,) last real token
         solution_rows, rows_per_pass = verification_pass_rows(flags.tolist(), prompt_lengths, completion_lengths)
-        rows = flags.numel()
-        asks = torch.tensor([-solution_rows, -rows_per_pass, -rows, rows, int(flags.sum())], device=flags.device)
+        num_rows = flags.numel()
+        asks = torch.tensor(
+            [-solution_rows, -rows_per_pass, -num_rows, num_rows, int(flags.sum())], device=flags.device
+        )
         if self.accelerator.num_processes > 1:  # pass k holds as many rows on every rank: the fewest any rank asks
             asks = self.accelerator.reduce(asks, reduction="max")
         solution_rows, rows_per_pass, fewest, most, verifications = (-asks[:3]).tolist() + asks[3:].tolist()
-        passes = [list(range(rows))]
+        passes = [list(range(num_rows))]
         if verifications > 0 and fewest == most:  # TRL splits a generation batch into equal micro-batches
             passes = loss_passes(flags.tolist(), prompt_lengths, completion_lengths, solution_rows, rows_per_pass)
         if len(passes) == 1:
@@ -261,18 +263,19 @@ class SelfVerification:
         logged_before = {key: len(values) for key, values in metrics.items()}
         weights, tokens = [], []
         earlier = torch.zeros((), device=mask.device)
-        for k, rows in enumerate(passes):
-            tokens.append(float(mask[rows].sum()))
-            weights.append(loss_pass_weight(self.loss_type, len(rows), total_rows, tokens[-1], total_tokens))
+        for k, pass_rows in enumerate(passes):
+            tokens.append(float(mask[pass_rows].sum()))
+            weights.append(loss_pass_weight(self.loss_type, len(pass_rows), total_rows, tokens[-1], total_tokens))
+            part = select_rows(inputs, pass_rows)
             if k == len(passes) - 1:
-                loss = super().compute_loss(model, select_rows(inputs, rows), return_outputs, num_items_in_batch)
+                weighted = super().compute_loss(model, part, return_outputs, num_items_in_batch) * weights[-1]
                 break
             with self.accelerator.no_sync(model):  # DDP reduces gradients once, on the micro-batch's last backward
-                loss = super().compute_loss(model, select_rows(inputs, rows), return_outputs, num_items_in_batch)
-                self._backward_without_sync(loss * weights[-1])
-            earlier = earlier + (loss * weights[-1]).detach()
+                weighted = super().compute_loss(model, part, return_outputs, num_items_in_batch) * weights[-1]
+                self._backward_without_sync(weighted)
+            earlier = earlier + weighted.detach()
         self._merge_pass_metrics(metrics, logged_before, weights, tokens)
-        return loss * weights[-1] + earlier
+        return weighted + earlier
 
     def _merge_pass_metrics(self, metrics, logged_before: dict[str, int], weights: list[float], tokens: list[float]):
         """One logged value per micro-batch, as one joined pass would have logged it: token means (entropy, clip ratios,
