@@ -170,6 +170,13 @@ def ufo_returns(
 # --- Padding: rows of very different lengths in one batch --------------------------------------------------------------
 
 
+def row_lengths(prompt_mask: torch.Tensor, completion_mask: torch.Tensor) -> tuple[list[int], list[int]]:
+    """Per row of a batch of left-padded prompts (B, P) and right-padded completions (B, T): the prompt's tokens and the
+    completion's length up to its last real token (masked tokens inside a completion, e.g. feedback turns, count)."""
+    positions = torch.arange(1, completion_mask.size(1) + 1, device=completion_mask.device)  # (T,)
+    return prompt_mask.sum(dim=1).tolist(), (completion_mask * positions).amax(dim=1).tolist()
+
+
 def two_length_groups(
     prompt_lengths: Sequence[int], completion_lengths: Sequence[int], min_saving: float = 0.25
 ) -> list[list[int]]:

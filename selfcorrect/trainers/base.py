@@ -51,6 +51,7 @@ from ..algos import (
     correctness_advantages,
     negative_sample_advantages,
     per_attempt_advantages,
+    row_lengths,
     scale_positive_advantages,
     sign_weighted_advantages,
     spread_over_attempts,
@@ -256,8 +257,9 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         self._attempt_advantages: torch.Tensor | None = None  # (N, K), gathered over ranks
         self.unscored_batches = UnscoredBatches(self.args.max_unscored_batches)
         self._check_composition()
-        if self.args.verification_solutions and self.args.verification_loss_passes and self.joined_loss_reason():
-            logger.info("verification rows share the solutions' loss pass: %s.", self.joined_loss_reason())
+        joined_reason = self.joined_loss_reason() if self.args.verification_solutions else None
+        if joined_reason and self.args.verification_loss_passes:
+            logger.info("verification rows share the solutions' loss pass: %s.", joined_reason)
 
     @property
     def _has_own_credit(self) -> bool:
@@ -627,10 +629,9 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         extra = dict(zip(plain, args)) | kwargs
         multimodal = extra.get("compute_aux_loss") or any(v is not None for k, v in extra.items() if k not in plain)
         prompt_width = input_ids.size(1) - logits_to_keep
-        prompt_lengths = attention_mask[:, :prompt_width].sum(dim=1).tolist()  # (B,) left-padded prompts
-        completion_mask = attention_mask[:, prompt_width:]  # (B, T)
-        positions = torch.arange(1, logits_to_keep + 1, device=attention_mask.device)
-        completion_lengths = (completion_mask * positions).amax(dim=1).tolist()  # (B,) up to the last real token
+        prompt_lengths, completion_lengths = row_lengths(
+            attention_mask[:, :prompt_width], attention_mask[:, prompt_width:]
+        )
         groups = two_length_groups(prompt_lengths, completion_lengths, self.length_group_min_saving)
         if multimodal or len(groups) == 1:
             return super()._get_per_token_logps_and_entropies(

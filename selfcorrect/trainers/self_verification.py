@@ -37,6 +37,7 @@ from ..algos import (
     loss_pass_weight,
     loss_passes,
     outcome_score,
+    row_lengths,
     select_spread,
     verification_accuracy,
     verification_pass_rows,
@@ -241,9 +242,7 @@ class SelfVerification:
         if not (isinstance(inputs, dict) and VERIFICATION_ROWS in inputs) or self.joined_loss_reason() is not None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         flags = inputs[VERIFICATION_ROWS]  # (B,) present on every rank's training batch
-        prompt_lengths = inputs["prompt_mask"].sum(dim=1).tolist()  # (B,) left-padded prompts
-        positions = torch.arange(1, inputs["completion_mask"].size(1) + 1, device=flags.device)
-        completion_lengths = (inputs["completion_mask"] * positions).amax(dim=1).tolist()  # (B,) last real token
+        prompt_lengths, completion_lengths = row_lengths(inputs["prompt_mask"], inputs["completion_mask"])  # (B,) each
         solution_rows, rows_per_pass = verification_pass_rows(flags.tolist(), prompt_lengths, completion_lengths)
         num_rows = flags.numel()
         asks = torch.tensor(

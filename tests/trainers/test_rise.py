@@ -366,6 +366,14 @@ def test_two_length_groups_hand_example():
     assert two_length_groups([5], [3]) == [[0]]
 
 
+def test_row_lengths_count_up_to_the_last_real_token():
+    from selfcorrect.algos import row_lengths
+
+    prompt_mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    completion_mask = torch.tensor([[1, 0, 1, 0], [1, 1, 0, 0]])  # row 0: a masked feedback token inside
+    assert row_lengths(prompt_mask, completion_mask) == ([2, 3], [3, 2])
+
+
 def test_length_grouped_loss_equals_trls(tmp_path, tiny_model_dir, monkeypatch):
     """A real RISE batch (solutions + verification rows) through `_compute_loss`: the loss and its gradient with the
     forward split per length group equal one padded forward (TRL's) to float tolerance."""
