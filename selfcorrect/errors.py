@@ -16,6 +16,7 @@ def run_reporting_errors(run: Callable[[list[str]], object], argv: list[str]) ->
     from .configs import RecipeError
     from .data import DataError
     from .guards import NonFiniteTrainingError
+    from .launch_utils import destroy_process_group
     from .models import ModelLoadError
     from .plots import PlotError
     from .rewards import RewardFunctionError
@@ -28,4 +29,5 @@ def run_reporting_errors(run: Callable[[list[str]], object], argv: list[str]) ->
     except (RewardFunctionError, NonFiniteTrainingError) as exc:  # mid-run: the last checkpoint is kept
         print(f"selfcorrect: training stopped: {exc}", file=sys.stderr)
         return 1
+    destroy_process_group()  # under `accelerate launch`: a clean exit, not a SIGABRT at interpreter teardown
     return 0

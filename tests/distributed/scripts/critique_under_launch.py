@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from selfcorrect.launch_utils import destroy_process_group
 from selfcorrect.trainers import CritiqueGRPOTrainer
 from tests.helpers import build_trainer, parity_judge
 
@@ -46,3 +47,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    destroy_process_group()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import selfcorrect.trainers.self_verification as self_verification
 from selfcorrect import verification
+from selfcorrect.launch_utils import destroy_process_group
 from tests.helpers import build_trainer, scripted_rating
 
 
@@ -53,3 +54,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    destroy_process_group()
