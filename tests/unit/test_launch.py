@@ -94,19 +94,18 @@ def test_a_command_that_succeeds_ends_its_process_group_and_one_that_fails_keeps
 
     from selfcorrect.errors import run_reporting_errors
 
-    def init():
-        store = dist.FileStore(str(tmp_path / f"store{len(list(tmp_path.iterdir()))}"), 1)
-        dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    def init(name: str):  # a fresh store file per group
+        dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / name), 1), rank=0, world_size=1)
 
     def bad_recipe(argv):
         raise RecipeError("`learning_rate`: expected a number")
 
-    init()
+    init("failed_run")
     try:
         assert run_reporting_errors(bad_recipe, []) == 2
         assert dist.is_initialized()  # a failed rank may leave others in a collective: no teardown there
     finally:
         dist.destroy_process_group()
-    init()
+    init("clean_run")
     assert run_reporting_errors(lambda argv: None, []) == 0
     assert not dist.is_initialized()
