@@ -24,7 +24,8 @@ is exactly N tokens and budgets are equal.
 Reported per method: medians over repeats of seconds per step, generated tokens per step, tokens per second, seconds
 per 1k generated tokens and peak memory, and their ratios to `trl`. A trainer that samples more than TRL (K attempts
 per episode, critiques, refinements, verifications) is compared by the per-token ratio. Targets: single-turn time
-within 5 % of TRL, time per generated token within 15 % for the others, memory within 10 %. The Markdown table
+within 5 % of TRL, time per generated token within 15 % for the others, memory within 10 % (multi-attempt trainers:
+step time and memory against `trl_equal`, the episode's sequence length). The Markdown table
 (machine, versions, date, command) is printed and written to `--output-dir`; `--append-results` also adds it to
 `recipes/RESULTS.md` (newest first).
 """
@@ -59,6 +60,15 @@ MEMORY_TARGET = 1.10  # peak memory / TRL's
 # Methods whose rows are longer than TRL's by design (RISE's verification prompts hold the question, the solution and
 # the rubric, ~250 tokens): (time per generated token, memory) / TRL's, the issue's targets for them.
 METHOD_TARGETS = {"rise": (1.10, 1.30)}
+# What blocks a target that the measured design cannot meet, printed under the table when the target is missed.
+KNOWN_LIMITS = {
+    ("rise", "time"): (
+        "each verification row carries the question, the solution and the rubric (~250 prompt tokens) for its "
+        "sampled verdict, so every sampled token pays a share of a long prefill and of a long loss forward/backward; "
+        "what would lower it is fewer prompt tokens per sampled token (a shorter rubric than RISE's, one prefill shared "
+        "by the verifications of a solution), not the batching"
+    ),
+}
 CHILD_ENV = {
     "OMP_WAIT_POLICY": "PASSIVE",  # busy-waiting OpenMP threads slow generation ~20x beside another process
     "TOKENIZERS_PARALLELISM": "false",
@@ -364,16 +374,21 @@ def summarize(runs: list[dict[str, Any]], methods: list[str], device: str) -> li
 def targets_met(row: dict[str, Any]) -> dict[str, bool]:
     """The issue's targets: single-turn time within 5 % of TRL; a trainer that samples more tokens than TRL (attempts,
     critiques, refinements, verifications) within 15 % per generated token; memory within 10 %; RISE (METHOD_TARGETS):
-    within 10 % per generated token and 30 % memory."""
+    within 10 % per generated token and 30 % memory. A multi-attempt row measured beside `trl_equal` is held to that
+    arm's step time and memory instead of plain TRL's memory."""
     token_target, memory_target = METHOD_TARGETS.get(row["method"], (MULTI_ATTEMPT_TOKEN_TARGET, MEMORY_TARGET))
     if row["attempts"] > 1 or row["token_ratio"] > 1.05:
         time_ok = row["token_time_ratio"] <= token_target
     else:
         time_ok = row["time_ratio"] <= SINGLE_TURN_TIME_TARGET
-    met = {"time": time_ok, "memory": row["memory_ratio"] <= memory_target}
-    if "equal_memory_ratio" in row:  # a multi-attempt trainer against TRL at the episode's length
+    met = {"time": time_ok}
+    if "equal_memory_ratio" in row:
+        # a multi-attempt trainer: its memory is judged against TRL at the episode's length only (its rows are K
+        # attempts long, so memory x plain TRL compares it with rows of one attempt; the column still reports it)
         met["time@equal"] = row["equal_time_ratio"] <= EQUAL_LENGTH_TIME_TARGET
         met["memory@equal"] = row["equal_memory_ratio"] <= EQUAL_LENGTH_MEMORY_TARGET
+    else:
+        met["memory"] = row["memory_ratio"] <= memory_target
     return met
 
 
@@ -464,8 +479,17 @@ def markdown_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "prompts of ~250 tokens): ≤ 1.10 per generated token, memory ≤ 1.30. Multi-attempt "
         f"trainers against `{EQUAL_LENGTH}` (TRL generating as many tokens per row as an episode holds: K × the "
         "attempt cap, K − 1 feedback turns of SCoRe's instruction and their EOS): step time ≤ 1.0 (the same rows and "
-        "sequence length, so time per sequence token), memory ≤ 1.05.",
+        "sequence length, so time per sequence token), memory ≤ 1.05 (their memory × TRL, rows of one attempt, is "
+        "reported, not judged).",
     ]
+    blocked = [
+        f"- {row['method']}, {target} target missed: {KNOWN_LIMITS[(row['method'], target)]}."
+        for row in rows
+        for target, ok in (row.get("targets_met") or {}).items()
+        if not ok and (row["method"], target) in KNOWN_LIMITS
+    ]
+    if blocked:
+        lines += ["", "What blocks a missed target (measured; see recipes/RESULTS.md):", *blocked]
     return "\n".join(lines) + "\n"
 
 
