@@ -213,11 +213,20 @@ def two_length_groups(
     return [sorted(order[:best_cut]), sorted(order[best_cut:])]
 
 
+def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> list[int]:
+    """For each row of left-padded prompts (B, P), the first row whose prompt is the same (tokens and mask): rows that
+    share a prompt, e.g. RISE's n verifications of one solution, get one id."""
+    keys = torch.cat([prompt_ids * prompt_mask, prompt_mask], dim=1)  # (B, 2P): pad tokens of any id compare equal
+    first: dict[tuple[int, ...], int] = {}
+    return [first.setdefault(tuple(row), i) for i, row in enumerate(keys.tolist())]
+
+
 def verification_pass_rows(
     is_verification: Sequence[bool],
     prompt_lengths: Sequence[int],
     completion_lengths: Sequence[int],
     budget: int | None = None,
+    share_prefix: int = 1,
 ) -> tuple[int, int]:
     """What one rank's micro-batch asks of the loss passes: (solution rows, verification rows per pass).
 
@@ -225,6 +234,11 @@ def verification_pass_rows(
     completion)), so no pass holds more activations than the solutions alone; verification rows per pass: how many of
     the widest verification row fit it, at least 1; with no solution rows, all verification rows; with no verification
     rows, the whole micro-batch (no constraint).
+
+    `share_prefix` = n > 1: every n verification rows share one prompt, computed once per pass (`shared_prefix_logps`),
+    so g whole groups cost g x prompt + g x n x completion tokens. Rows per pass: n x the most groups g for which even a
+    pass that straddles g + 1 groups, (g + 1) x prompt + g x n x completion, fits the budget; where not one group fits
+    that way, the unshared count above.
     """
     solutions = [i for i, v in enumerate(is_verification) if not v]
     verifications = [i for i, v in enumerate(is_verification) if v]
@@ -236,8 +250,13 @@ def verification_pass_rows(
         budget = len(solutions) * (
             max(prompt_lengths[i] for i in solutions) + max(completion_lengths[i] for i in solutions)
         )
-    width = max(prompt_lengths[i] for i in verifications) + max(completion_lengths[i] for i in verifications)
-    return len(solutions), max(1, budget // width)
+    prompt = max(prompt_lengths[i] for i in verifications)
+    completion = max(completion_lengths[i] for i in verifications)
+    if share_prefix > 1:
+        groups = (budget - prompt) // (prompt + share_prefix * completion)  # worst case: g + 1 prompts in a pass
+        if groups >= 1:
+            return len(solutions), groups * share_prefix
+    return len(solutions), max(1, budget // (prompt + completion))
 
 
 def loss_passes(
@@ -246,17 +265,24 @@ def loss_passes(
     completion_lengths: Sequence[int],
     solution_rows: int,
     rows_per_pass: int,
+    prompt_group: Sequence[int] | None = None,
 ) -> list[list[int]]:
     """The rows of each forward/backward pass of a micro-batch's loss, in sizes every rank shares (TRL's loss gathers
     per-row values, so pass k must hold as many rows on every rank): `solution_rows` solution rows in the first pass
     (the fewest any rank has), then the other rows — remaining solutions first, then verification rows from shortest
     to longest — in passes of `rows_per_pass` (the fewest any rank's budget allows). Both come from
-    `verification_pass_rows`, as minima over ranks.
+    `verification_pass_rows`, as minima over ranks. With `prompt_group` (`prompt_groups`: rows that share a prompt
+    share its id) verification rows are ordered by prompt length and kept together per prompt, so a pass of whole
+    groups computes each prompt once.
     """
     solutions = [i for i, v in enumerate(is_verification) if not v]
-    verifications = sorted(
-        (i for i, v in enumerate(is_verification) if v), key=lambda i: (prompt_lengths[i] + completion_lengths[i], i)
-    )
+
+    def order(i: int) -> tuple[int, ...]:
+        if prompt_group is None:
+            return (prompt_lengths[i] + completion_lengths[i], i)
+        return (prompt_lengths[i], prompt_group[i], i)
+
+    verifications = sorted((i for i, v in enumerate(is_verification) if v), key=order)
     order = solutions + verifications
     passes = [order[:solution_rows]] if solution_rows else []
     rest = order[solution_rows:]

@@ -151,6 +151,14 @@ class MultiAttemptConfig(GRPOConfig):
             "joined batch."
         },
     )
+    verification_shared_prefix: bool = field(
+        default=True,
+        metadata={
+            "help": "RISE: in the verification loss passes, the n verifications of one solution share one forward of "
+            "their prompt (~250 tokens) instead of one each (same log-probs and gradient to float rounding). Off under "
+            "DeepSpeed and reentrant gradient checkpointing, where every row runs its own forward."
+        },
+    )
 
     # The critic: Critique-GRPO's critiques, and the feedback turn of any trainer with `feedback: critic`.
     critic: str = field(default="indicative_gt", metadata={"help": f"Critique source: {', '.join(CRITICS)}."})

@@ -79,10 +79,13 @@ def test_ranks_whose_rows_need_different_numbers_of_passes_run_as_many(tmp_path,
 
 
 @pytest.mark.dist
-def test_verification_loss_passes_train_the_same_weights_under_zero2(tmp_path, tiny_model_dir):
-    """DeepSpeed ZeRO-2 on 2 CPU ranks, 2 steps: with the verification rows' loss in passes of its own (early passes
-    accumulate without an engine step) the trained weights equal those of one joined pass. SGD, so that the weights
-    differ by the learning rate times the gradients' difference (Adam would magnify rounding on near-zero gradients)."""
+@pytest.mark.parametrize("config", ["zero2.yaml", None], ids=["zero2", "ddp"])
+def test_verification_loss_passes_train_the_same_weights(tmp_path, tiny_model_dir, config):
+    """DeepSpeed ZeRO-2 and DDP on 2 CPU ranks, 2 steps: with the verification rows' loss in passes of its own (early
+    passes accumulate without an engine step / gradient sync; under DDP each solution's verifications also share one
+    prompt forward, read by the DDP-wrapped model's completion forward) the trained weights equal those of one joined
+    pass. SGD, so that the weights differ by the learning rate times the gradients' difference (Adam would magnify
+    rounding on near-zero gradients)."""
     from safetensors.torch import load_file
 
     weights = {}
@@ -90,9 +93,10 @@ def test_verification_loss_passes_train_the_same_weights_under_zero2(tmp_path, t
         run = tmp_path / f"passes_{separate}"
         recipe = write_recipe(run, tiny_model_dir, **{**RISE, "per_device_train_batch_size": 4},
                               verification_loss_passes=separate, optim="sgd")  # fmt: skip
-        launch(SCRIPTS / "rise_under_launch.py", str(recipe), str(run / "ranks"), config="zero2.yaml")
+        launch(SCRIPTS / "rise_under_launch.py", str(recipe), str(run / "ranks"), config=config)
         ranks = _ranks(run / "ranks")
         assert all(bool(r["loss_passes"]) == separate for r in ranks)
+        assert all(r["shares_prompt_forwards"] == (config is None) for r in ranks)  # off under DeepSpeed
         weights[separate] = load_file(str(run / "out" / "model.safetensors"))
     assert weights[True].keys() == weights[False].keys()
     for name, trained in weights[True].items():

@@ -199,8 +199,8 @@ def _record(monkeypatch, module, name: str) -> list:
     """Patch `module.name` to record what each call returns (the list returned)."""
     returned, real = [], getattr(module, name)
 
-    def recording(*args):
-        returned.append(real(*args))
+    def recording(*args, **kwargs):
+        returned.append(real(*args, **kwargs))
         return returned[-1]
 
     monkeypatch.setattr(module, name, recording)
@@ -411,6 +411,18 @@ def test_loss_passes_hand_example():
     # another rank had 2 solution rows and room for 1 verification row a pass: the third solution leads the rest
     assert loss_passes(flags, prompts, completions, 2, 1) == [[0, 2], [3], [4], [5], [1]]
     assert loss_passes(flags, prompts, completions, 0, 6) == [[0, 2, 3, 4, 5, 1]]
+    # shared prompts (n = 2): verification rows 1, 4 share a prompt, 5 and 6 another (prompt 20, completions 7, 5, 6, 4)
+    flags, prompts, completions = flags + [True], prompts + [20], completions + [4]
+    # budget 54: even a pass straddling 2 groups, 2 x 20 + 2 x 7 = 54 tokens, fits: one group (2 rows) a pass
+    assert verification_pass_rows(flags, prompts, completions, share_prefix=2) == (3, 2)
+    assert verification_pass_rows(flags, prompts, completions, budget=200, share_prefix=2) == (3, 10)  # (200-20) // 34
+    assert verification_pass_rows(flags, prompts, completions, budget=53, share_prefix=2) == (
+        3,
+        1,
+    )  # unshared: 53 // 27
+    group = [0, 1, 2, 3, 1, 5, 5]  # `prompt_groups`: the first row with the same prompt
+    assert loss_passes(flags, prompts, completions, 3, 2, prompt_group=group) == [[0, 2, 3], [1, 4], [5, 6]]
+    assert loss_passes(flags, prompts, completions, 3, 2) == [[0, 2, 3], [6, 4], [5, 1]]  # by length: groups mixed
     assert loss_pass_weight("grpo", 2, 8, 10.0, 40.0) == 0.25  # a row mean: its share of rows
     assert loss_pass_weight("dr_grpo", 2, 8, 10.0, 40.0) == 0.25
     assert loss_pass_weight("bnpo", 2, 8, 10.0, 40.0) == 0.25 * 1.0 and loss_pass_weight("bnpo", 6, 8, 30, 40) == 0.75
@@ -423,41 +435,106 @@ def test_loss_passes_hand_example():
 def test_verification_loss_passes_give_the_joined_batch_gradient(tmp_path, tiny_model_dir, monkeypatch, loss_type):
     """A real RISE batch (8 solutions, 8 verification rows of ~4x their prompt length), with the per-attempt KL (beta):
     the loss run as solution + verification passes and backpropagated as the Trainer does it gives the loss and the
-    gradient of one pass over the joined batch, for row-mean, token-mean and global-token normalizations; no pass
-    holds more padded tokens than the solutions (or one row)."""
+    gradient of one pass over the joined batch, for row-mean, token-mean and global-token normalizations, with the
+    verifications of a solution sharing one prompt forward (default) and without; no pass holds more padded tokens
+    than the solutions (or one row; a shared prompt counted once)."""
     import selfcorrect.trainers.self_verification as sv
 
     trainer, _, out = _rise_batch(tmp_path, tiny_model_dir, monkeypatch, loss_type=loss_type)
     trainer.current_gradient_accumulation_steps = 1
     passes_seen = _record(monkeypatch, sv, "loss_passes")
+    shared_calls = _record(monkeypatch, sv, "shared_prefix_logps")
+    real_pass_rows, budget = sv.verification_pass_rows, {}  # shared: a budget of 500 tokens, one group a pass
+    monkeypatch.setattr(sv, "verification_pass_rows", lambda *a, **k: real_pass_rows(*a, **k, **budget))
     results, logged = [], []
-    for separate in (True, False):
-        trainer.args.verification_loss_passes = separate
+    for separate, shared in ((True, False), (True, True), (False, True)):
+        trainer.args.verification_loss_passes, trainer.args.verification_shared_prefix = separate, shared
+        budget = {"budget": 500} if shared else {}
         trainer.model.zero_grad()
         trainer._metrics["train"].clear()
         loss = trainer.compute_loss(trainer.model, out)
         trainer.accelerator.backward(loss)
         results.append((loss.detach(), [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]))
         logged.append({key: values for key, values in trainer._metrics["train"].items()})
-    (passes,) = passes_seen
-    assert len(passes) >= 3 and passes[0] == list(range(8))  # the solutions, then verification rows in chunks
-    assert sorted(i for rows in passes for i in rows) == list(range(16))
+    unshared, shared = passes_seen
     prompt_lengths = out["prompt_mask"].sum(dim=1)  # (16,)
     completion_lengths = out["completion_mask"].cumsum(dim=1).argmax(dim=1) + 1  # (16,) up to the last real token
+    solution_tokens = 8 * int(prompt_lengths[:8].max() + completion_lengths[:8].max())
+    verified = [r["verify_solution_index"] for r in trainer._last_verification_rows]  # (8,) rows 8..15
 
-    def padded(rows):
-        return len(rows) * int(prompt_lengths[rows].max() + completion_lengths[rows].max())
+    def padded(rows, share):
+        prompts = len({verified[i - 8] for i in rows}) if share else len(rows)
+        return prompts * int(prompt_lengths[rows].max()) + len(rows) * int(completion_lengths[rows].max())
 
-    assert all(len(rows) == 1 or padded(rows) <= padded(passes[0]) for rows in passes[1:])
-    (split_loss, split_grads), (joined_loss, joined_grads) = results
-    assert len(split_grads) == len(joined_grads) > 0
-    torch.testing.assert_close(split_loss, joined_loss, atol=1e-5, rtol=1e-4)
-    for a, b in zip(split_grads, joined_grads):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+    for passes, share, most in ((unshared, False, solution_tokens), (shared, True, 500)):
+        assert len(passes) >= 3 and passes[0] == list(range(8))  # the solutions, then verification rows in chunks
+        assert sorted(i for rows in passes for i in rows) == list(range(16))
+        assert all(len(rows) == 1 or padded(rows, share) <= most for rows in passes[1:])
+    # shared: each pass holds one whole group (both verifications of a solution), its prompt computed once
+    assert [len({verified[i - 8] for i in rows}) for rows in shared[1:]] == [1, 1, 1, 1]
+    assert len(shared_calls) == len(shared) - 1 and all(call is not None for call in shared_calls)
+    (split_loss, split_grads), (shared_loss, shared_grads), (joined_loss, joined_grads) = results
+    assert len(split_grads) == len(shared_grads) == len(joined_grads) > 0
+    for loss, grads in ((split_loss, split_grads), (shared_loss, shared_grads)):
+        torch.testing.assert_close(loss, joined_loss, atol=1e-5, rtol=1e-4)
+        for a, b in zip(grads, joined_grads):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
     # one logged value per micro-batch, the joined pass's: token means (entropy, KL), min / max
-    assert logged[0].keys() == logged[1].keys() and {"entropy", "kl", "clip_ratio/low_min"} <= logged[0].keys()
-    for key, (value,) in logged[1].items():
-        assert logged[0][key] == [pytest.approx(value, rel=1e-4, abs=1e-6)], key
+    assert logged[0].keys() == logged[2].keys() and {"entropy", "kl", "clip_ratio/low_min"} <= logged[0].keys()
+    for key, (value,) in logged[2].items():
+        for split in logged[:2]:
+            assert split[key] == [pytest.approx(value, rel=1e-4, abs=1e-6)], key
+
+
+def test_prompt_groups_compare_tokens_and_padding():
+    from selfcorrect.algos import prompt_groups
+
+    ids = torch.tensor([[0, 5, 6], [9, 5, 6], [0, 5, 6], [5, 5, 6], [0, 5, 7]])  # row 1: a pad of another id
+    mask = torch.tensor([[0, 1, 1], [0, 1, 1], [0, 1, 1], [1, 1, 1], [0, 1, 1]])
+    assert prompt_groups(ids, mask) == [0, 0, 0, 3, 4]  # row 3 has one more real token, row 4 another last token
+
+
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "gradient-checkpointing"])
+def test_shared_prefix_logps_equal_trls_forward(tiny_model_dir, checkpointing):
+    """Three left-padded prompts, four completions each (some cut short): the log-probs, entropies and gradient with
+    each prompt computed once equal TRL's full forward (fused LM head, temperature) to float rounding, also under
+    gradient checkpointing, whose replay must not write the cache twice; nothing shared: None (TRL's forward)."""
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from selfcorrect.trainers.self_verification import shared_prefix_logps
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    add_fused_lm_head(model, temperature=0.7, outputs=("log_probs", "entropy"))
+    if checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    generator = torch.Generator().manual_seed(0)
+    prompts = torch.randint(5, 1000, (3, 12), generator=generator)  # (3, P)
+    prompt_mask = torch.ones(3, 12, dtype=torch.long)
+    prompt_mask[1, :4], prompt_mask[2, :1] = 0, 0
+    prompt_ids = prompts.masked_fill(prompt_mask == 0, 0).repeat_interleave(4, dim=0)  # (12, P)
+    completion_ids = torch.randint(5, 1000, (12, 6), generator=generator)  # (12, T)
+    completion_mask = torch.ones(12, 6, dtype=torch.long)
+    completion_mask[0, 3:], completion_mask[7, 1:] = 0, 0
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # (12, P + T)
+    attention_mask = torch.cat([prompt_mask.repeat_interleave(4, dim=0), completion_mask], dim=1)
+
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    labels[:, :-6] = -100
+    full = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True)
+    (full.log_probs[:, -6:] * completion_mask).sum().backward()
+    full_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    logps, entropies = shared_prefix_logps(model, model.get_decoder(), input_ids, attention_mask, 6, True)
+    (logps * completion_mask).sum().backward()
+
+    real = completion_mask.bool()
+    torch.testing.assert_close(logps[real], full.log_probs[:, -6:][real], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(entropies[real], full.entropy[:, -6:][real], atol=1e-5, rtol=1e-5)
+    for shared_grad, full_grad in zip([p.grad for p in model.parameters()], full_grads):
+        torch.testing.assert_close(shared_grad, full_grad, atol=1e-5, rtol=1e-4)
+    assert shared_prefix_logps(model, model.get_decoder(), input_ids[::4], attention_mask[::4], 6, False) is None
 
 
 def test_select_rows_trims_each_pass_to_its_own_padding():

@@ -27,8 +27,8 @@ def main():
     budget = None
     if os.environ.get("RISE_UNEVEN_PASSES"):  # rank 0: all verification rows in one pass; rank 1: one row a pass
         budget = 10**9 if os.environ.get("RANK", "0") == "0" else 1
-    self_verification.verification_pass_rows = lambda *args: asked.append(real_asks(*args, budget)) or asked[-1]
-    self_verification.loss_passes = lambda *args: passes.append(real_passes(*args)) or passes[-1]
+    self_verification.verification_pass_rows = lambda *a, **k: asked.append(real_asks(*a, budget, **k)) or asked[-1]
+    self_verification.loss_passes = lambda *a, **k: passes.append(real_passes(*a, **k)) or passes[-1]
     trainer = build_trainer(recipe)
     trainer.train()
     trainer.save_model(trainer.args.output_dir)
@@ -47,6 +47,7 @@ def main():
         "asked_rows_per_pass": [rows for _, rows in asked],  # what this rank's micro-batches asked for
         "pass_sizes": [[len(rows) for rows in p] for p in passes],  # the passes it ran, per micro-batch
         "loss_passes": [len(p) for p in passes],
+        "shares_prompt_forwards": trainer.shared_prefix_group() > 1,
         "parameter_sum": sum(p.detach().double().sum().item() for p in trainer.model.parameters()),
     }
     (out_dir / f"rank{trainer.accelerator.process_index}.json").write_text(json.dumps(record))
