@@ -21,8 +21,8 @@ a gradient-accumulation window does (no boundary: gradients accumulate locally; 
 Trainer's own backward, which reduces and steps as before).
 
 The n verification rows of one solution hold the same prompt. With `verification_shared_prefix` (default) a
-verification pass holds whole groups of them and computes each prompt once (`shared_prefix_logps`): the decoder runs
-over the unique prompts, its key/value cache is indexed out to every row, and the completions run on that cache.
+verification pass holds whole groups of them and computes each prompt once (`shared_prefix_logps`; so do the
+verification batch's reference and old log-probs): the decoder runs over the unique prompts, its key/value cache is indexed out to every row, and the completions run on that cache.
 Positions are TRL's (prompt columns then completion columns, left padding included), so the log-probs and the
 gradient are a full forward's to float rounding (tested); a pass holds ~2.5x fewer tokens at 250-token prompts,
 n = 4 and 64-token verifications.
@@ -340,20 +340,31 @@ class SelfVerification:
         return args.verification_generations
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
-        """TRL's log-probs; inside a verification loss pass (`compute_loss`), each distinct prompt computed once."""
+        """TRL's log-probs; for verification rows (a verification loss pass in `compute_loss`, the reference and old
+        log-probs of the verification batch) each distinct prompt is computed once, in TRL's chunks of `batch_size`
+        rows."""
         plain = ("batch_size", "compute_entropy", "compute_aux_loss")  # TRL's positional order after logits_to_keep
         extra = dict(zip(plain, args)) | kwargs
         multimodal = extra.get("compute_aux_loss") or any(v is not None for k, v in extra.items() if k not in plain)
-        whole_batch = (extra.get("batch_size") or input_ids.size(0)) >= input_ids.size(0)
-        if self.__dict__.get("_sharing_prompt_prefix") and whole_batch and not multimodal:
-            decoder = self.accelerator.unwrap_model(model).get_decoder()
+        if not self.__dict__.get("_sharing_prompt_prefix") or multimodal:
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, **extra
+            )
+        decoder = self.accelerator.unwrap_model(model).get_decoder()
+        compute_entropy = bool(extra.get("compute_entropy"))
+        chunk = extra.get("batch_size") or input_ids.size(0)
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), chunk):
+            ids, mask = input_ids[start : start + chunk], attention_mask[start : start + chunk]
             with self.accelerator.autocast():
-                shared = shared_prefix_logps(
-                    model, decoder, input_ids, attention_mask, logits_to_keep, bool(extra.get("compute_entropy"))
-                )
-            if shared is not None:
-                return (*shared, None)
-        return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, **extra)
+                shared = shared_prefix_logps(model, decoder, ids, mask, logits_to_keep, compute_entropy)
+            if shared is None:  # nothing shared in this chunk: TRL's forward
+                shared = super()._get_per_token_logps_and_entropies(
+                    model, ids, mask, logits_to_keep, **(extra | {"batch_size": None})
+                )[:2]
+            logps.append(shared[0])  # (chunk, T)
+            entropies.append(shared[1])
+        return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """TRL's loss; a micro-batch with verification rows runs as several forward/backward passes (module docstring):
@@ -503,6 +514,7 @@ class SelfVerification:
             _logs=_fresh_logs(max(len(rows) * world, 1)),
             _pending_extra_logs=defaultdict(list),
             _pending_metrics=defaultdict(list),
+            _sharing_prompt_prefix=self.shared_prefix_group() > 1,  # reference / old log-probs: a prompt once
         ):
             verified = GRPOTrainer._generate_and_score_completions(self, rows)
 

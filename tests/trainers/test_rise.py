@@ -486,6 +486,31 @@ def test_verification_loss_passes_give_the_joined_batch_gradient(tmp_path, tiny_
             assert split[key] == [pytest.approx(value, rel=1e-4, abs=1e-6)], key
 
 
+def test_verification_reference_logps_compute_each_prompt_once(tmp_path, tiny_model_dir, monkeypatch):
+    """β = 0.01: the verification rows' reference log-probs come from one forward per verified solution's prompt
+    (in TRL's chunks) and equal TRL's per-row forward on the masked-in tokens."""
+    from trl import GRPOTrainer
+
+    import selfcorrect.trainers.self_verification as sv
+
+    calls = _record(monkeypatch, sv, "shared_prefix_logps")
+    trainer, _, out = _rise_batch(tmp_path, tiny_model_dir, monkeypatch)
+    assert calls and all(call is not None for call in calls)  # the shared path ran, and found shared prompts
+    rows = slice(8, 16)  # the 8 verification rows (4 solutions x 2)
+    prompt_ids, prompt_mask = out["prompt_ids"][rows], out["prompt_mask"][rows]
+    completion_ids, completion_mask = out["completion_ids"][rows], out["completion_mask"][rows]
+    with torch.no_grad():
+        expected, _, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+            trainer,
+            trainer.ref_model,
+            torch.cat([prompt_ids, completion_ids], dim=1),
+            torch.cat([prompt_mask, completion_mask], dim=1),
+            completion_ids.size(1),
+        )  # (8, T)
+    real = completion_mask.bool()
+    torch.testing.assert_close(out["ref_per_token_logps"][rows][real], expected[real], atol=1e-5, rtol=1e-5)
+
+
 def test_prompt_groups_compare_tokens_and_padding():
     from selfcorrect.algos import prompt_groups
 
