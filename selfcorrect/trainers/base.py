@@ -75,7 +75,7 @@ from ..feedback import FEEDBACK, AttemptOutcome, FeedbackProvider, FeedbackTempl
 from ..guards import UnscoredBatches
 from ..metrics import carry_forward, self_correction_metrics
 from .grpo import GRPOConfig
-from .self_verification import SelfVerification, check_verification_fields
+from .self_verification import SelfVerification, check_verification_fields, logps_call_options
 
 logger = logging.getLogger("selfcorrect")
 
@@ -633,9 +633,7 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         rows beside solutions): each group is trimmed to its own prompt and completion widths, so short rows are not
         padded to the long ones (`two_length_groups`). Attention only sees relative positions (RoPE), so the values are
         TRL's up to float rounding (tested). Multimodal inputs and MoE aux losses take TRL's path unchanged."""
-        plain = ("batch_size", "compute_entropy", "compute_aux_loss")  # TRL's positional order after logits_to_keep
-        extra = dict(zip(plain, args)) | kwargs
-        multimodal = extra.get("compute_aux_loss") or any(v is not None for k, v in extra.items() if k not in plain)
+        extra, multimodal = logps_call_options(args, kwargs)
         prompt_width = input_ids.size(1) - logits_to_keep
         prompt_lengths, completion_lengths = row_lengths(
             attention_mask[:, :prompt_width], attention_mask[:, prompt_width:]

@@ -202,6 +202,15 @@ def select_rows(batch: dict[str, Any], rows: list[int]) -> dict[str, Any]:
     return out
 
 
+def logps_call_options(args: tuple, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The options of a `_get_per_token_logps_and_entropies` call after `logits_to_keep`, as keywords, and whether only
+    TRL's own forward can serve it (multimodal inputs, or an MoE aux loss)."""
+    plain = ("batch_size", "compute_entropy", "compute_aux_loss")  # TRL's positional order after logits_to_keep
+    extra = dict(zip(plain, args)) | kwargs
+    trl_only = bool(extra.get("compute_aux_loss")) or any(v is not None for k, v in extra.items() if k not in plain)
+    return extra, trl_only
+
+
 class _PrefixCacheLayer(DynamicLayer):
     """The cache layer of the shared prompts' forward: keeps the key/value states it is given. Under gradient
     checkpointing the backward replays the layer and writes the same states again, which a growing cache would append."""
@@ -343,10 +352,8 @@ class SelfVerification:
         """TRL's log-probs; for verification rows (a verification loss pass in `compute_loss`, the reference and old
         log-probs of the verification batch) each distinct prompt is computed once, in TRL's chunks of `batch_size`
         rows."""
-        plain = ("batch_size", "compute_entropy", "compute_aux_loss")  # TRL's positional order after logits_to_keep
-        extra = dict(zip(plain, args)) | kwargs
-        multimodal = extra.get("compute_aux_loss") or any(v is not None for k, v in extra.items() if k not in plain)
-        if not self.__dict__.get("_sharing_prompt_prefix") or multimodal:
+        extra, trl_only = logps_call_options(args, kwargs)
+        if not self.__dict__.get("_sharing_prompt_prefix") or trl_only:
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, **extra
             )
