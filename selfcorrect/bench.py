@@ -64,9 +64,9 @@ METHOD_TARGETS = {"rise": (1.10, 1.30)}
 KNOWN_LIMITS = {
     ("rise", "time"): (
         "each verification row carries the question, the solution and the rubric (~250 prompt tokens) for its "
-        "sampled verdict, so every sampled token pays a share of a long prefill and of a long loss forward/backward; "
-        "what would lower it is fewer prompt tokens per sampled token (a shorter rubric than RISE's, one prefill shared "
-        "by the verifications of a solution), not the batching"
+        "sampled verdict: the loss computes each prompt once per solution (`verification_shared_prefix`), but "
+        "generation still prefills it for each of the n verifications, and a shorter rubric than RISE's is the other "
+        "lever"
     ),
 }
 CHILD_ENV = {
