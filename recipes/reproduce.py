@@ -256,9 +256,16 @@ def _shown(path: Path) -> str:
 GAIN = {"nofb": "Δ", "fb": "succ@3 − acc@1"}  # what revision adds, per mode
 
 
-def compare_arms(results_root: Path, mode: str, arm: str, other: str, resamples: int = 2000) -> tuple[float, ...]:
-    """Paired difference of what revision adds (`GAIN[mode]`, mean over each arm's seeds) between two arms, with a 95 %
-    percentile-bootstrap interval over problems (the same resampled problems for both arms and every seed)."""
+def compare_arms(
+    results_root: Path, mode: str, arm: str, other: str, resamples: int = 2000, statistic: str | None = None
+) -> tuple[float, ...]:
+    """Paired difference of what revision adds (`GAIN[mode]`, or another column of the mode's table: `statistic`, e.g.
+    "acc@1"), mean over each arm's seeds, between two arms, with a 95 % percentile-bootstrap interval over problems
+    (the same resampled problems for both arms and every seed)."""
+    statistic = statistic or GAIN[mode]
+    known = _stats([(True,)], mode)
+    if statistic not in known:
+        raise ValueError(f"`--statistic` {statistic!r} is not a column of the {mode} table; choose from {list(known)}")
     attempts = 2 if mode == "nofb" else 3
     per_arm = []
     for name in (arm, other):
@@ -269,7 +276,7 @@ def compare_arms(results_root: Path, mode: str, arm: str, other: str, resamples:
 
     def gain(index: list[int]) -> float:
         means = [
-            sum(_stats([rows[i] for i in index], mode)[GAIN[mode]] for rows in seeds) / len(seeds) for seeds in per_arm
+            sum(_stats([rows[i] for i in index], mode)[statistic] for rows in seeds) / len(seeds) for seeds in per_arm
         ]
         return means[0] - means[1]
 
@@ -322,6 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compare", default=None, help="compare: MODE:ARM,OTHER (e.g. fb:warmup_fb,grpo): the paired gain difference"
     )
+    parser.add_argument(
+        "--statistic",
+        default=None,
+        help="compare: a column of the mode's table instead of the gain (e.g. acc@1, acc@t1)",
+    )
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from: {', '.join(ARMS)}")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument(
@@ -353,8 +365,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("compare needs --compare MODE:ARM,OTHER, e.g. --compare fb:warmup_fb,grpo")
         mode, arms = args.compare.split(":")
         arm, other = arms.split(",")
-        point, low, high = compare_arms(results_dir(), mode, arm, other)
-        print(f"{GAIN[mode]} ({mode}): {arm} − {other} = {100 * point:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] "
+        point, low, high = compare_arms(results_dir(), mode, arm, other, statistic=args.statistic)
+        shown = args.statistic or GAIN[mode]
+        print(f"{shown} ({mode}): {arm} − {other} = {100 * point:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] "
               "(paired, 95 % bootstrap over problems)")  # fmt: skip
         return 0
     table = build_table(results_dir())

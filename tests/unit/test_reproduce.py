@@ -65,3 +65,8 @@ def test_compare_is_the_paired_difference_of_the_revision_gain(reproduce, tmp_pa
     assert point == 0.5 and low <= point <= high and low >= 0.0
     with pytest.raises(FileNotFoundError, match="arm 'c'"):
         reproduce.compare_arms(tmp_path, "fb", "a", "c")
+    # first-attempt accuracy: both arms 1 of 2 -> 0; succ@3: 2 of 2 against 1 of 2
+    assert reproduce.compare_arms(tmp_path, "fb", "a", "b", statistic="acc@1") == (0.0, 0.0, 0.0)
+    assert reproduce.compare_arms(tmp_path, "fb", "a", "b", statistic="succ@3")[0] == 0.5
+    with pytest.raises(ValueError, match="not a column of the fb table"):
+        reproduce.compare_arms(tmp_path, "fb", "a", "b", statistic="acc@t1")
