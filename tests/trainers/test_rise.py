@@ -519,11 +519,13 @@ def test_prompt_groups_compare_tokens_and_padding():
     assert prompt_groups(ids, mask) == [0, 0, 0, 3, 4]  # row 3 has one more real token, row 4 another last token
 
 
-@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "gradient-checkpointing"])
-def test_shared_prefix_logps_equal_trls_forward(tiny_model_dir, checkpointing):
+@pytest.mark.parametrize("setting", ["plain", "gradient-checkpointing", "lora"])
+def test_shared_prefix_logps_equal_trls_forward(tiny_model_dir, setting):
     """Three left-padded prompts, four completions each (some cut short): the log-probs, entropies and gradient with
     each prompt computed once equal TRL's full forward (fused LM head, temperature) to float rounding, also under
-    gradient checkpointing, whose replay must not write the cache twice; nothing shared: None (TRL's forward)."""
+    gradient checkpointing, whose replay must not write the cache twice, and through a LoRA adapter (the decoder of
+    the PEFT model); nothing shared: None (TRL's forward)."""
+    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
@@ -531,8 +533,10 @@ def test_shared_prefix_logps_equal_trls_forward(tiny_model_dir, checkpointing):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     add_fused_lm_head(model, temperature=0.7, outputs=("log_probs", "entropy"))
-    if checkpointing:
+    if setting == "gradient-checkpointing":
         model.gradient_checkpointing_enable()
+    if setting == "lora":
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     model.train()
     generator = torch.Generator().manual_seed(0)
     prompts = torch.randint(5, 1000, (3, 12), generator=generator)  # (3, P)
@@ -549,7 +553,7 @@ def test_shared_prefix_logps_equal_trls_forward(tiny_model_dir, checkpointing):
     labels[:, :-6] = -100
     full = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True)
     (full.log_probs[:, -6:] * completion_mask).sum().backward()
-    full_grads = [p.grad.clone() for p in model.parameters()]
+    full_grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
     model.zero_grad()
     logps, entropies = shared_prefix_logps(model, model.get_decoder(), input_ids, attention_mask, 6, True)
     (logps * completion_mask).sum().backward()
@@ -557,7 +561,9 @@ def test_shared_prefix_logps_equal_trls_forward(tiny_model_dir, checkpointing):
     real = completion_mask.bool()
     torch.testing.assert_close(logps[real], full.log_probs[:, -6:][real], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(entropies[real], full.entropy[:, -6:][real], atol=1e-5, rtol=1e-5)
-    for shared_grad, full_grad in zip([p.grad for p in model.parameters()], full_grads):
+    shared_grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert len(shared_grads) == len(full_grads) > 0
+    for shared_grad, full_grad in zip(shared_grads, full_grads):
         torch.testing.assert_close(shared_grad, full_grad, atol=1e-5, rtol=1e-4)
     assert shared_prefix_logps(model, model.get_decoder(), input_ids[::4], attention_mask[::4], 6, False) is None
 
