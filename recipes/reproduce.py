@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -148,6 +149,8 @@ def run_arm(out: Path, arm: str, seed: int) -> None:
                  "--model_name_or_path", base_model, "--seed", str(seed), "--output_dir", trained],
                 log,
             )  # fmt: skip
+        if (Path(trained) / "log_history.jsonl").is_file():  # the learning curve, kept with the results
+            shutil.copyfile(Path(trained) / "log_history.jsonl", result_dir / TRAIN_LOG)
     eval_recipe = recipe or "recipes/demo/grpo.yaml"
     for mode, flags in MODES.items():
         result_path = result_dir / f"result_{mode}.json"
@@ -318,9 +321,81 @@ def build_table(results_root: Path) -> str:
             seeds = ",".join(str(r["seed"]) for r in results)
             lines.append(f"| {arm} | {seeds} | " + " | ".join(cells) + f" | {train_min:.1f} |")
         lines.append("")
+    lines += training_table(results_root)
     if missing:
         lines.append("Not yet run: " + ", ".join(missing) + ".")
     return "\n".join(lines)
+
+
+TRAIN_LOG = "log_history.jsonl"  # the run's `log_history.jsonl`, next to its result files
+
+
+def _training_stats(logs: list[dict]) -> dict[str, float] | None:
+    """What an RL run's own log says about its signal: steps, first-attempt training accuracy (mean over steps), the mean
+    fraction of groups whose rewards were all equal (TRL's `frac_reward_zero_std`: no
+    advantage, no gradient), the fraction of steps where every group was so, and the fraction of steps whose batch had
+    no right answer at all (accuracy reward 0: a correctness signal of none). None for a run without groups (SFT)."""
+    steps = [log for log in logs if "frac_reward_zero_std" in log]
+    if not steps:
+        return None
+    accuracy = [log.get("selfcorrect/acc_t1", log.get("rewards/accuracy/mean", 0.0)) for log in steps]
+    never_right = [
+        max([log.get("rewards/accuracy/mean", 0.0)] + [v for k, v in log.items() if k.startswith("selfcorrect/acc_t")])
+        == 0.0
+        for log in steps
+    ]  # no attempt of any sample right
+    zero = [log["frac_reward_zero_std"] for log in steps]
+    return {
+        "steps": len(steps),
+        "acc": sum(accuracy) / len(steps),
+        "equal_groups": sum(zero) / len(zero),
+        "dead_steps": sum(z == 1.0 for z in zero) / len(zero),
+        "never_right": sum(never_right) / len(steps),
+    }
+
+
+def training_table(results_root: Path) -> list[str]:
+    """Per RL arm, means over its seeds of `_training_stats` and how often the evaluated model repeats its previous
+    answer (no feedback: attempt 2 vs 1; with "Incorrect": any attempt vs the one before), from the committed logs."""
+    rows = []
+    for arm in ARMS:
+        stats, seeds, repeats = [], [], {mode: [] for mode in MODES}
+        for seed_dir in sorted((results_root / arm).glob("seed*")):
+            log = seed_dir / TRAIN_LOG
+            found = log.is_file() and _training_stats(
+                [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+            )
+            if not found:
+                continue
+            stats.append(found)
+            seeds.append(seed_dir.name.removeprefix("seed"))
+            for mode in MODES:
+                result = seed_dir / f"result_{mode}.json"
+                if result.is_file():
+                    repeats[mode].append(json.loads(result.read_text())["metrics"].get("repeat_answer_frac", 0.0))
+        if not stats:
+            continue
+        mean = _mean_stats(stats)
+        cells = [f"{mean['steps']:.0f}", f"{100 * mean['acc']:.1f}",
+                 f"{100 * mean['equal_groups']:.0f}", f"{100 * mean['dead_steps']:.0f}",
+                 f"{100 * mean['never_right']:.0f}"]  # fmt: skip
+        cells += [f"{100 * sum(v) / len(v):.0f}" if v else "—" for v in repeats.values()]
+        rows.append(f"| {arm} | {','.join(seeds)} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return [
+        "**Training signal of the RL arms** (means over seeds, from each run's log, `log_history.jsonl`; a step is one "
+        "prompt × 8 samples, so a step's accuracy is mostly whether that prompt is within reach). Equal rewards: TRL's "
+        "`frac_reward_zero_std`, the total reward (format included); no right answer: no attempt of any sample was right. "
+        "Repeats: the evaluated model's answer equals its previous one (160 problems).",
+        "",
+        "| arm | seeds | steps | train acc@1 % | groups with equal rewards % | steps with equal "
+        "rewards in every group % | steps with no right answer % | repeats, no feedback % | repeats after "
+        '"Incorrect" % |',
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,3 +70,32 @@ def test_compare_is_the_paired_difference_of_the_revision_gain(reproduce, tmp_pa
     assert reproduce.compare_arms(tmp_path, "fb", "a", "b", statistic="succ@3")[0] == 0.5
     with pytest.raises(ValueError, match="not a column of the fb table"):
         reproduce.compare_arms(tmp_path, "fb", "a", "b", statistic="acc@t1")
+
+
+def test_training_table_counts_groups_without_signal(reproduce, tmp_path):
+    """Two seeds of an RL arm: 4 logged steps each (TRL's `frac_reward_zero_std`, our `selfcorrect/acc_t1`), plus the
+    closing summary line TRL writes; an SFT arm (no groups) gets no row."""
+    for seed, zero, acc in (
+        (0, [1.0, 1.0, 0.5, 0.0], [0.0, 0.0, 0.25, 0.5]),
+        (1, [1.0, 0.5, 0.5, 0.0], [0.0, 0.5, 0.5, 1.0]),
+    ):
+        run = tmp_path / "score" / f"seed{seed}"
+        run.mkdir(parents=True)
+        logs = [
+            {"frac_reward_zero_std": z, "selfcorrect/acc_t1": a, "step": i + 1}
+            for i, (z, a) in enumerate(zip(zero, acc))
+        ]
+        logs.append({"train_runtime": 10.0, "step": 4})
+        (run / "log_history.jsonl").write_text("\n".join(json.dumps(log) for log in logs) + "\n")
+        (run / "result_nofb.json").write_text(json.dumps({"metrics": {"repeat_answer_frac": 0.8 + 0.1 * seed}}))
+    sft = tmp_path / "warmup" / "seed0"
+    sft.mkdir(parents=True)
+    (sft / "log_history.jsonl").write_text(json.dumps({"loss": 1.0, "mean_token_accuracy": 0.5}) + "\n")
+
+    lines = reproduce.training_table(tmp_path)
+    (row,) = [line for line in lines if line.startswith("| score")]
+    # steps 4; acc (18.75 + 50) / 2; equal groups (62.5 + 50) / 2; dead steps (50 + 25) / 2; no right answer
+    # (no attempt right): 2 of 4 and 1 of 4; repeats: seed 0 80 %, seed 1 90 % (no fb results: —)
+    assert row == "| score | 0,1 | 4 | 34.4 | 56 | 38 | 38 | 85 | — |"
+    assert not any(line.startswith("| warmup") for line in lines)
+    assert reproduce.training_table(tmp_path / "nothing") == []
