@@ -331,10 +331,10 @@ TRAIN_LOG = "log_history.jsonl"  # the run's `log_history.jsonl`, next to its re
 
 
 def _training_stats(logs: list[dict]) -> dict[str, float] | None:
-    """What an RL run's own log says about its signal: steps, first-attempt training accuracy (mean over steps), the mean
-    fraction of groups whose rewards were all equal (TRL's `frac_reward_zero_std`: no
-    advantage, no gradient), the fraction of steps where every group was so, and the fraction of steps whose batch had
-    no right answer at all (accuracy reward 0: a correctness signal of none). None for a run without groups (SFT)."""
+    """What an RL run's own log says about its signal: steps, first-attempt training accuracy (mean over steps), the
+    mean fraction of groups whose rewards were all equal (TRL's `frac_reward_zero_std`: no advantage, no gradient), the
+    fraction of steps where every group was so, and the fraction of steps where no attempt of any sample was right (a
+    correctness signal of none). None for a run without groups (SFT)."""
     steps = [log for log in logs if "frac_reward_zero_std" in log]
     if not steps:
         return None

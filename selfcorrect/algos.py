@@ -277,12 +277,12 @@ def loss_passes(
     """
     solutions = [i for i, v in enumerate(is_verification) if not v]
 
-    def order(i: int) -> tuple[int, ...]:
+    def sort_key(i: int) -> tuple[int, ...]:
         if prompt_group is None:
             return (prompt_lengths[i] + completion_lengths[i], i)
         return (prompt_lengths[i], prompt_group[i], i)
 
-    verifications = sorted((i for i, v in enumerate(is_verification) if v), key=order)
+    verifications = sorted((i for i, v in enumerate(is_verification) if v), key=sort_key)
     order = solutions + verifications
     passes = [order[:solution_rows]] if solution_rows else []
     rest = order[solution_rows:]

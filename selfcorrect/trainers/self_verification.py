@@ -22,8 +22,8 @@ Trainer's own backward, which reduces and steps as before).
 
 The n verification rows of one solution hold the same prompt. With `verification_shared_prefix` (default) a
 verification pass holds whole groups of them and computes each prompt once (`shared_prefix_logps`; so do the
-verification batch's reference and old log-probs): the decoder runs over the unique prompts, its key/value cache is indexed out to every row, and the completions run on that cache.
-Positions are TRL's (prompt columns then completion columns, left padding included), so the log-probs and the
+verification batch's reference and old log-probs): the decoder runs over the unique prompts, its key/value cache is
+indexed out to every row, and the completions run on that cache. Positions are TRL's (prompt columns then completion columns, left padding included), so the log-probs and the
 gradient are a full forward's to float rounding (tested); a pass holds ~2.5x fewer tokens at 250-token prompts,
 n = 4 and 64-token verifications.
 """
@@ -269,8 +269,10 @@ def shared_prefix_logps(
     prompt_ids, prompt_mask = input_ids[:, :prompt_width], attention_mask[:, :prompt_width]  # (B, P)
     owner = prompt_groups(prompt_ids, prompt_mask)  # (B,) first row with the same prompt
     unique = sorted(set(owner))
+    if len(unique) == len(owner):
+        return None  # nothing shared: no caches to build
     prefix_cache, shared_cache = _layer_cache(decoder, _PrefixCacheLayer), _layer_cache(decoder, _ReadOnlyCacheLayer)
-    if len(unique) == len(owner) or prefix_cache is None or shared_cache is None:
+    if prefix_cache is None or shared_cache is None:
         return None
     position = {row: k for k, row in enumerate(unique)}
     rows = torch.tensor(unique, device=input_ids.device)  # (U,)
