@@ -3,6 +3,7 @@
     python recipes/reproduce.py run   [--arms base,warmup,warmup+score] [--seeds 0,1,2] [--out outputs/reproduce]
     python recipes/reproduce.py table [--out outputs/reproduce] [--write recipes/RESULTS_selfcorrection.md]
     python recipes/reproduce.py compare --compare fb:warmup_fb,grpo   # paired difference of the revision gain
+    python recipes/reproduce.py compare --compare fb:warmup_fb,grpo --over seeds   # ... its interval over seeds
     make reproduce                    # run every arm and seed, then the table
 
 Each run (arm, seed) trains from the embedded SmolLM2-135M-Instruct (or from the same seed's warm-up model) with the
@@ -16,13 +17,16 @@ and logs stay under `outputs/`) at once (per-problem outcomes, metrics, wall tim
 command), so a run killed later loses nothing, and `run` skips what is already there: the matrix can be filled over
 several sessions. `table` assembles whatever exists: per arm the mean over seeds and a 95 % percentile-bootstrap
 interval over problems (the same resampled problems for every seed of an arm; 2000 resamples), plus the number of
-seeds; missing runs are listed, never filled in.
+seeds; missing runs are listed, never filled in. `compare` gives one difference between two arms with either interval:
+over problems (paired bootstrap, the default) or over seeds (`--over seeds`: Welch's t on each seed's value), the
+second the wider when seeds disagree.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -269,13 +273,7 @@ def compare_arms(
     known = _stats([(True,)], mode)
     if statistic not in known:
         raise ValueError(f"`--statistic` {statistic!r} is not a column of the {mode} table; choose from {list(known)}")
-    attempts = 2 if mode == "nofb" else 3
-    per_arm = []
-    for name in (arm, other):
-        files = sorted((results_root / name).glob(f"seed*/result_{mode}.json"))
-        if not files:
-            raise FileNotFoundError(f"no {mode} results for arm '{name}' under {results_root}")
-        per_arm.append([_outcomes(json.loads(f.read_text())["correct"], attempts) for f in files])
+    per_arm = [_arm_outcomes(results_root, name, mode) for name in (arm, other)]
 
     def gain(index: list[int]) -> float:
         means = [
@@ -287,6 +285,65 @@ def compare_arms(
     rng = random.Random(0)
     draws = sorted(gain([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
     return gain(list(range(n))), draws[int(0.025 * resamples)], draws[int(0.975 * resamples) - 1]
+
+
+def _arm_outcomes(results_root: Path, arm: str, mode: str) -> list[list[tuple[bool, ...]]]:
+    """Per seed of `arm`, each problem's outcomes in `mode`."""
+    attempts = 2 if mode == "nofb" else 3
+    files = sorted((results_root / arm).glob(f"seed*/result_{mode}.json"))
+    if not files:
+        raise FileNotFoundError(f"no {mode} results for arm '{arm}' under {results_root}")
+    return [_outcomes(json.loads(f.read_text())["correct"], attempts) for f in files]
+
+
+def _t_quantile(p: float, df: float) -> float:
+    """Quantile of Student's t with `df` (> 0, may be fractional) degrees of freedom, for p in (0.5, 1): bisection on
+    the CDF, integrated from the density by Simpson's rule (to ~1e-6: no scipy in the environment)."""
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def cdf(x: float, steps: int = 4000) -> float:
+        h = x / steps
+        f = [math.exp(log_norm - (df + 1) / 2 * math.log1p((i * h) ** 2 / df)) for i in range(steps + 1)]
+        return 0.5 + h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
+
+    low, high = 0.0, 1.0
+    while cdf(high) < p:
+        high *= 2
+    for _ in range(50):
+        mid = (low + high) / 2
+        low, high = (mid, high) if cdf(mid) < p else (low, mid)
+    return (low + high) / 2
+
+
+SEED_FREE = {"base"}  # greedy evaluation of the untrained model: its one seed has no seed-to-seed variance
+
+
+def compare_over_seeds(
+    results_root: Path, mode: str, arm: str, other: str, statistic: str | None = None
+) -> dict[str, object]:
+    """The same difference as `compare_arms`, with a 95 % interval over seeds instead of problems: each seed's value of
+    the statistic (on all problems), the difference of the two arms' means, and Welch's t-interval (unequal variances,
+    Welch-Satterthwaite degrees of freedom). Each arm needs two seeds or more, except the seed-free `base`."""
+    statistic = statistic or GAIN[mode]
+    if statistic not in _stats([(True,)], mode):
+        raise ValueError(f"`--statistic` {statistic!r} is not a column of the {mode} table")
+    values = {}
+    for name in (arm, other):
+        values[name] = [_stats(rows, mode)[statistic] for rows in _arm_outcomes(results_root, name, mode)]
+        if len(values[name]) < 2 and name not in SEED_FREE:
+            raise ValueError(f"arm '{name}' has {len(values[name])} seed(s) of {mode} results; an interval over seeds "
+                             "needs at least 2")  # fmt: skip
+    means = {name: sum(v) / len(v) for name, v in values.items()}
+    var_of_mean = {  # the sample variance of the seeds over their count; 0 for a seed-free arm
+        name: (sum((x - means[name]) ** 2 for x in v) / (len(v) - 1) / len(v) if len(v) > 1 else 0.0)
+        for name, v in values.items()
+    }
+    difference = means[arm] - means[other]
+    se = math.sqrt(sum(var_of_mean.values()))
+    df = se**4 / sum(w**2 / (len(values[n]) - 1) for n, w in var_of_mean.items() if len(values[n]) > 1) if se else 0.0
+    half = _t_quantile(0.975, df) * se if se else 0.0
+    return {"difference": difference, "low": difference - half, "high": difference + half, "df": df,
+            "per_seed": values}  # fmt: skip
 
 
 def build_table(results_root: Path) -> str:
@@ -409,6 +466,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="compare: a column of the mode's table instead of the gain (e.g. acc@1, acc@t1)",
     )
+    parser.add_argument(
+        "--over",
+        choices=("problems", "seeds"),
+        default="problems",
+        help="compare: the interval's resampling unit: problems (paired bootstrap) or seeds (Welch t-interval)",
+    )
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from: {', '.join(ARMS)}")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument(
@@ -440,8 +503,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("compare needs --compare MODE:ARM,OTHER, e.g. --compare fb:warmup_fb,grpo")
         mode, arms = args.compare.split(":")
         arm, other = arms.split(",")
-        point, low, high = compare_arms(results_dir(), mode, arm, other, statistic=args.statistic)
         shown = args.statistic or GAIN[mode]
+        if args.over == "seeds":
+            result = compare_over_seeds(results_dir(), mode, arm, other, statistic=args.statistic)
+            for name, values in result["per_seed"].items():
+                print(f"{name}: " + ", ".join(f"{100 * v:+.1f}" for v in values) + " (per seed)")
+            print(f"{shown} ({mode}): {arm} − {other} = {100 * result['difference']:+.1f} [{100 * result['low']:+.1f}, "
+                  f"{100 * result['high']:+.1f}] (95 % Welch t-interval over seeds, df {result['df']:.1f})")  # fmt: skip
+            return 0
+        point, low, high = compare_arms(results_dir(), mode, arm, other, statistic=args.statistic)
         print(f"{shown} ({mode}): {arm} − {other} = {100 * point:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] "
               "(paired, 95 % bootstrap over problems)")  # fmt: skip
         return 0

@@ -72,6 +72,37 @@ def test_compare_is_the_paired_difference_of_the_revision_gain(reproduce, tmp_pa
         reproduce.compare_arms(tmp_path, "fb", "a", "b", statistic="acc@t1")
 
 
+def test_compare_over_seeds_is_welchs_interval_on_per_seed_values(reproduce, tmp_path, monkeypatch, capsys):
+    # fb gains: arm a's seeds 1/2 and 0, arm b's seeds 0 and 0; base (seed-free) one seed with gain 0
+    runs = {
+        ("a", 0): [[False, True], [True]],
+        ("a", 1): [[False, False, False], [True]],
+        ("b", 0): [[False, False, False], [True]],
+        ("b", 1): [[True], [True]],
+        ("base", 0): [[True], [True]],
+    }
+    for (arm, seed), correct in runs.items():
+        run = tmp_path / arm / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "result_fb.json").write_text(json.dumps({"seed": seed, "correct": correct}))
+    result = reproduce.compare_over_seeds(tmp_path, "fb", "a", "b")
+    assert result["per_seed"] == {"a": [0.5, 0.0], "b": [0.0, 0.0]}
+    # mean difference 1/4; a's variance of the mean (1/8) / 2 = 1/16, b's 0: se 1/4, Welch df 1, t(0.975, 1) = 12.706
+    assert result["difference"] == 0.25 and result["df"] == pytest.approx(1.0)
+    assert result["high"] == pytest.approx(0.25 + 12.7062 * 0.25, abs=1e-3)
+    assert result["low"] == pytest.approx(0.25 - 12.7062 * 0.25, abs=1e-3)
+    assert reproduce._t_quantile(0.975, 4) == pytest.approx(2.7764, abs=1e-4)
+    assert reproduce.compare_over_seeds(tmp_path, "fb", "a", "base")["difference"] == 0.25  # base: one seed is enough
+    monkeypatch.setattr(reproduce, "SEED_FREE", set())  # any other arm with one seed has no interval over seeds
+    with pytest.raises(ValueError, match="arm 'base' has 1 seed"):
+        reproduce.compare_over_seeds(tmp_path, "fb", "a", "base")
+    with pytest.raises(ValueError, match="not a column of the fb table"):
+        reproduce.compare_over_seeds(tmp_path, "fb", "a", "b", statistic="Δ")
+    monkeypatch.setattr(reproduce, "results_dir", lambda: tmp_path)
+    assert reproduce.main(["compare", "--compare", "fb:a,b", "--over", "seeds"]) == 0
+    assert "a − b = +25.0 [-292.7, +342.7] (95 % Welch t-interval over seeds, df 1.0)" in capsys.readouterr().out
+
+
 def test_training_table_counts_groups_without_signal(reproduce, tmp_path):
     """Two seeds of an RL arm: 4 logged steps each (TRL's `frac_reward_zero_std`, our `selfcorrect/acc_t1`), plus the
     closing summary line TRL writes; an SFT arm (no groups) gets no row."""
