@@ -4,6 +4,7 @@
     python recipes/reproduce.py table [--out outputs/reproduce] [--write recipes/RESULTS_selfcorrection.md]
     python recipes/reproduce.py compare --compare fb:warmup_fb,grpo   # paired difference of the revision gain
     python recipes/reproduce.py compare --compare fb:warmup_fb,grpo --over seeds   # ... its interval over seeds
+    python recipes/reproduce.py pairs                                 # every comparison RESULTS.md reads, both intervals
     make reproduce                    # run every arm and seed, then the table
 
 Each run (arm, seed) trains from the embedded SmolLM2-135M-Instruct (or from the same seed's warm-up model) with the
@@ -346,6 +347,69 @@ def compare_over_seeds(
             "per_seed": values}  # fmt: skip
 
 
+# The comparisons RESULTS.md reads (mode, arm, other, statistic or None for the mode's revision gain).
+PAIRS: list[tuple[str, str, str, str | None]] = [
+    ("fb", "warmup_fb", "grpo", None),
+    ("fb", "warmup_fb", "base", None),
+    ("fb", "grpo", "base", None),
+    ("nofb", "grpo", "base", None),
+    ("nofb", "warmup_fb", "base", None),
+    ("nofb", "warmup+score", "warmup", None),
+    ("nofb", "warmup", "base", None),
+    ("fb", "warmup+score", "warmup", None),
+    ("fb", "warmup_fb+ufo", "warmup_fb", None),
+    ("fb", "warmup_fb+ufo", "grpo", None),
+    ("nofb", "warmup_fb+ufo", "warmup_fb", None),
+    ("fb", "ufo", "grpo", None),
+    ("fb", "ufo", "base", None),
+    ("nofb", "score", "base", None),
+    ("nofb", "score", "grpo", None),
+    ("fb", "critique_grpo", "grpo", "acc@1"),
+]
+GAIN_NAMES = {"fb": "succ@3 − acc@1, with feedback", "nofb": "Δ(t1,t2), no feedback"}
+
+
+def build_pairs_table(results_root: Path, pairs=PAIRS) -> str:
+    """`pairs` as one Markdown table: each difference with its interval over problems (`compare_arms`) and over seeds
+    (`compare_over_seeds`); a pair with an arm not yet run is listed below the table, one whose arm has a single seed
+    gets "-" over seeds."""
+
+    def pct(x: float) -> str:
+        return f"{100 * x:+.1f}"
+
+    def named(arm: str) -> str:
+        seeds = sorted(
+            int(f.parent.name.removeprefix("seed")) for f in (results_root / arm).glob("seed*/result_*.json")
+        )
+        return arm if arm in SEED_FREE else f"{arm} (seeds {','.join(str(k) for k in sorted(set(seeds)))})"
+
+    lines = [
+        "| comparison | statistic | over problems (paired bootstrap) | over seeds (Welch t) |",
+        "|---|---|---|---|",
+    ]
+    missing = []
+    for mode, arm, other, statistic in pairs:
+        try:
+            point, low, high = compare_arms(results_root, mode, arm, other, statistic=statistic)
+        except FileNotFoundError:
+            missing.append(f"{mode}:{arm},{other}")
+            continue
+        try:
+            seeds = compare_over_seeds(results_root, mode, arm, other, statistic=statistic)
+            over_seeds = (
+                f"{pct(seeds['difference'])} [{pct(seeds['low'])}, {pct(seeds['high'])}] (df {seeds['df']:.1f})"
+            )
+        except ValueError:  # an arm with one seed
+            over_seeds = "-"
+        shown = f"{statistic} (`--statistic {statistic}`)" if statistic else GAIN_NAMES[mode]
+        lines.append(
+            f"| {named(arm)} − {named(other)} | {shown} | {pct(point)} [{pct(low)}, {pct(high)}] | {over_seeds} |"
+        )
+    if missing:
+        lines += ["", "Not yet comparable (an arm has no results): " + ", ".join(missing)]
+    return "\n".join(lines)
+
+
 def build_table(results_root: Path) -> str:
     lines = [
         f"Greedy, {EVAL_PROBLEMS} held-out bundled problems (levels {'-'.join(LEVELS)}), the same for every arm. Each cell: mean over "
@@ -457,7 +521,7 @@ def training_table(results_root: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "table", "compare"))
+    parser.add_argument("command", choices=("run", "table", "compare", "pairs"))
     parser.add_argument(
         "--compare", default=None, help="compare: MODE:ARM,OTHER (e.g. fb:warmup_fb,grpo): the paired gain difference"
     )
@@ -498,6 +562,9 @@ def main(argv: list[str] | None = None) -> int:
                 except RuntimeError as exc:  # one failed run must not stop the matrix; it is reported, not hidden
                     print(f"[failed] {arm} seed {seed}: {exc}", flush=True)
                     (out / arm / f"seed{seed}" / "FAILED").write_text(str(exc) + "\n")
+    if args.command == "pairs":
+        print(build_pairs_table(results_dir()))
+        return 0
     if args.command == "compare":
         if not args.compare or ":" not in args.compare or args.compare.count(",") != 1:
             parser.error("compare needs --compare MODE:ARM,OTHER, e.g. --compare fb:warmup_fb,grpo")

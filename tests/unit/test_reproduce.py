@@ -103,6 +103,31 @@ def test_compare_over_seeds_is_welchs_interval_on_per_seed_values(reproduce, tmp
     assert "a − b = +25.0 [-292.7, +342.7] (95 % Welch t-interval over seeds, df 1.0)" in capsys.readouterr().out
 
 
+def test_pairs_table_gives_both_intervals_and_lists_what_is_missing(reproduce, tmp_path):
+    runs = {  # fb gains: a 1/2 and 0, b 0 and 0, c (one seed) 0
+        ("a", 0): [[False, True], [True]],
+        ("a", 1): [[False, False, False], [True]],
+        ("b", 0): [[False, False, False], [True]],
+        ("b", 1): [[True], [True]],
+        ("c", 0): [[True], [True]],
+    }
+    for (arm, seed), correct in runs.items():
+        run = tmp_path / arm / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "result_fb.json").write_text(json.dumps({"seed": seed, "correct": correct}))
+    pairs = [("fb", "a", "b", None), ("fb", "a", "c", None), ("fb", "a", "d", None), ("fb", "a", "b", "succ@3")]
+    table = reproduce.build_pairs_table(tmp_path, pairs).splitlines()
+    assert table[2].startswith("| a (seeds 0,1) − b (seeds 0,1) | succ@3 − acc@1, with feedback | +25.0 [")
+    assert table[2].endswith("| +25.0 [-292.7, +342.7] (df 1.0) |")  # the Welch interval of the test above
+    assert table[3].startswith("| a (seeds 0,1) − c (seeds 0) |") and table[3].endswith("| - |")  # c: one seed
+    # succ@3: a 1 and 1/2, b 1/2 and 1 -> 0; over seeds se = sqrt(2 * 1/8 / 2) = 0.354, df 2, t 4.303: +-152.1
+    assert (
+        table[4]
+        == "| a (seeds 0,1) − b (seeds 0,1) | succ@3 (`--statistic succ@3`) | +0.0 [+0.0, +0.0] | +0.0 [-152.1, +152.1] (df 2.0) |"
+    )
+    assert table[-1] == "Not yet comparable (an arm has no results): fb:a,d"
+
+
 def test_training_table_counts_groups_without_signal(reproduce, tmp_path):
     """Two seeds of an RL arm: 4 logged steps each (TRL's `frac_reward_zero_std`, our `selfcorrect/acc_t1`), plus the
     closing summary line TRL writes; an SFT arm (no groups) gets no row."""
