@@ -72,19 +72,27 @@ def test_compare_is_the_paired_difference_of_the_revision_gain(reproduce, tmp_pa
         reproduce.compare_arms(tmp_path, "fb", "a", "b", statistic="acc@t1")
 
 
-def test_compare_over_seeds_is_welchs_interval_on_per_seed_values(reproduce, tmp_path, monkeypatch, capsys):
-    # fb gains: arm a's seeds 1/2 and 0, arm b's seeds 0 and 0; base (seed-free) one seed with gain 0
-    runs = {
-        ("a", 0): [[False, True], [True]],
-        ("a", 1): [[False, False, False], [True]],
-        ("b", 0): [[False, False, False], [True]],
-        ("b", 1): [[True], [True]],
-        ("base", 0): [[True], [True]],
-    }
+# Two problems, with-feedback outcomes per (arm, seed). Gains succ@3 - acc@1: a's seeds 1/2 and 0, b's 0 and 0, and one
+# seed with gain 0 of `base` (seed-free) and of `c`.
+SEED_RUNS = {
+    ("a", 0): [[False, True], [True]],
+    ("a", 1): [[False, False, False], [True]],
+    ("b", 0): [[False, False, False], [True]],
+    ("b", 1): [[True], [True]],
+    ("base", 0): [[True], [True]],
+    ("c", 0): [[True], [True]],
+}
+
+
+def _write_fb_results(root, runs=SEED_RUNS):
     for (arm, seed), correct in runs.items():
-        run = tmp_path / arm / f"seed{seed}"
+        run = root / arm / f"seed{seed}"
         run.mkdir(parents=True)
         (run / "result_fb.json").write_text(json.dumps({"seed": seed, "correct": correct}))
+
+
+def test_compare_over_seeds_is_welchs_interval_on_per_seed_values(reproduce, tmp_path, monkeypatch, capsys):
+    _write_fb_results(tmp_path)
     result = reproduce.compare_over_seeds(tmp_path, "fb", "a", "b")
     assert result["per_seed"] == {"a": [0.5, 0.0], "b": [0.0, 0.0]}
     # mean difference 1/4; a's variance of the mean (1/8) / 2 = 1/16, b's 0: se 1/4, Welch df 1, t(0.975, 1) = 12.706
@@ -104,17 +112,7 @@ def test_compare_over_seeds_is_welchs_interval_on_per_seed_values(reproduce, tmp
 
 
 def test_pairs_table_gives_both_intervals_and_lists_what_is_missing(reproduce, tmp_path):
-    runs = {  # fb gains: a 1/2 and 0, b 0 and 0, c (one seed) 0
-        ("a", 0): [[False, True], [True]],
-        ("a", 1): [[False, False, False], [True]],
-        ("b", 0): [[False, False, False], [True]],
-        ("b", 1): [[True], [True]],
-        ("c", 0): [[True], [True]],
-    }
-    for (arm, seed), correct in runs.items():
-        run = tmp_path / arm / f"seed{seed}"
-        run.mkdir(parents=True)
-        (run / "result_fb.json").write_text(json.dumps({"seed": seed, "correct": correct}))
+    _write_fb_results(tmp_path)
     pairs = [("fb", "a", "b", None), ("fb", "a", "c", None), ("fb", "a", "d", None), ("fb", "a", "b", "succ@3")]
     table = reproduce.build_pairs_table(tmp_path, pairs).splitlines()
     assert table[2].startswith("| a (seeds 0,1) − b (seeds 0,1) | succ@3 − acc@1, with feedback | +25.0 [")
