@@ -270,10 +270,7 @@ def compare_arms(
     """Paired difference of what revision adds (`GAIN[mode]`, or another column of the mode's table: `statistic`, e.g.
     "acc@1"), mean over each arm's seeds, between two arms, with a 95 % percentile-bootstrap interval over problems
     (the same resampled problems for both arms and every seed)."""
-    statistic = statistic or GAIN[mode]
-    known = _stats([(True,)], mode)
-    if statistic not in known:
-        raise ValueError(f"`--statistic` {statistic!r} is not a column of the {mode} table; choose from {list(known)}")
+    statistic = _statistic(mode, statistic)
     per_arm = [_arm_outcomes(results_root, name, mode) for name in (arm, other)]
 
     def gain(index: list[int]) -> float:
@@ -288,13 +285,29 @@ def compare_arms(
     return gain(list(range(n))), draws[int(0.025 * resamples)], draws[int(0.975 * resamples) - 1]
 
 
+def _statistic(mode: str, statistic: str | None) -> str:
+    """The column a comparison reads: `statistic`, checked against the mode's table, or the mode's revision gain."""
+    statistic = statistic or GAIN[mode]
+    known = _stats([(True,)], mode)
+    if statistic not in known:
+        raise ValueError(f"`--statistic` {statistic!r} is not a column of the {mode} table; choose from {list(known)}")
+    return statistic
+
+
+ATTEMPTS = {"nofb": 2, "fb": 3}  # attempts each evaluation mode makes
+
+
+def _arm_results(results_root: Path, arm: str, mode: str) -> list[dict]:
+    """Every seed's result file of `arm` in `mode`, in seed order; empty when the arm has not been run."""
+    return [json.loads(f.read_text()) for f in sorted((results_root / arm).glob(f"seed*/result_{mode}.json"))]
+
+
 def _arm_outcomes(results_root: Path, arm: str, mode: str) -> list[list[tuple[bool, ...]]]:
     """Per seed of `arm`, each problem's outcomes in `mode`."""
-    attempts = 2 if mode == "nofb" else 3
-    files = sorted((results_root / arm).glob(f"seed*/result_{mode}.json"))
-    if not files:
+    results = _arm_results(results_root, arm, mode)
+    if not results:
         raise FileNotFoundError(f"no {mode} results for arm '{arm}' under {results_root}")
-    return [_outcomes(json.loads(f.read_text())["correct"], attempts) for f in files]
+    return [_outcomes(r["correct"], ATTEMPTS[mode]) for r in results]
 
 
 def _t_quantile(p: float, df: float) -> float:
@@ -325,9 +338,7 @@ def compare_over_seeds(
     """The same difference as `compare_arms`, with a 95 % interval over seeds instead of problems: each seed's value of
     the statistic (on all problems), the difference of the two arms' means, and Welch's t-interval (unequal variances,
     Welch-Satterthwaite degrees of freedom). Each arm needs two seeds or more, except the seed-free `base`."""
-    statistic = statistic or GAIN[mode]
-    if statistic not in _stats([(True,)], mode):
-        raise ValueError(f"`--statistic` {statistic!r} is not a column of the {mode} table")
+    statistic = _statistic(mode, statistic)
     values = {}
     for name in (arm, other):
         values[name] = [_stats(rows, mode)[statistic] for rows in _arm_outcomes(results_root, name, mode)]
@@ -377,11 +388,9 @@ def build_pairs_table(results_root: Path, pairs=PAIRS) -> str:
     def pct(x: float) -> str:
         return f"{100 * x:+.1f}"
 
-    def named(arm: str) -> str:
-        seeds = sorted(
-            int(f.parent.name.removeprefix("seed")) for f in (results_root / arm).glob("seed*/result_*.json")
-        )
-        return arm if arm in SEED_FREE else f"{arm} (seeds {','.join(str(k) for k in sorted(set(seeds)))})"
+    def named(arm: str, mode: str) -> str:
+        seeds = ",".join(str(r["seed"]) for r in _arm_results(results_root, arm, mode))
+        return arm if arm in SEED_FREE else f"{arm} (seeds {seeds})"
 
     lines = [
         "| comparison | statistic | over problems (paired bootstrap) | over seeds (Welch t) |",
@@ -403,7 +412,7 @@ def build_pairs_table(results_root: Path, pairs=PAIRS) -> str:
             over_seeds = "-"
         shown = f"{statistic} (`--statistic {statistic}`)" if statistic else GAIN_NAMES[mode]
         lines.append(
-            f"| {named(arm)} − {named(other)} | {shown} | {pct(point)} [{pct(low)}, {pct(high)}] | {over_seeds} |"
+            f"| {named(arm, mode)} − {named(other, mode)} | {shown} | {pct(point)} [{pct(low)}, {pct(high)}] | {over_seeds} |"
         )
     if missing:
         lines += ["", "Not yet comparable (an arm has no results): " + ", ".join(missing)]
@@ -421,13 +430,11 @@ def build_table(results_root: Path) -> str:
     for mode, title in (("nofb", "No feedback (SCoRe instruction, 2 attempts)"), ("fb", "With feedback (unary, ≤3)")):
         header = None
         for arm in ARMS:
-            files = sorted((results_root / arm).glob(f"seed*/result_{mode}.json"))
-            if not files:
+            results = _arm_results(results_root, arm, mode)
+            if not results:
                 missing.append(f"{arm}/{mode}")
                 continue
-            results = [json.loads(f.read_text()) for f in files]
-            attempts = 2 if mode == "nofb" else 3
-            stats = _bootstrap([_outcomes(r["correct"], attempts) for r in results], mode)
+            stats = _bootstrap([_outcomes(r["correct"], ATTEMPTS[mode]) for r in results], mode)
             if header is None:
                 header = list(stats)
                 lines += [f"**{title}**", "", "| arm | seeds | " + " | ".join(header) + " | train min |"]
