@@ -156,8 +156,8 @@ class MultiAttemptConfig(GRPOConfig):
         metadata={
             "help": "RISE: in the verification loss passes (and for the verification rows' reference / old log-probs), "
             "the n verifications of one solution share one forward of their prompt (~250 tokens) instead of one each "
-            "(same log-probs and gradient to float rounding). Off under "
-            "DeepSpeed and reentrant gradient checkpointing, where every row runs its own forward."
+            "(same log-probs and gradient to float rounding). Off under DeepSpeed and reentrant gradient "
+            "checkpointing, where every row runs its own forward."
         },
     )
 

@@ -23,9 +23,9 @@ Trainer's own backward, which reduces and steps as before).
 The n verification rows of one solution hold the same prompt. With `verification_shared_prefix` (default) a
 verification pass holds whole groups of them and computes each prompt once (`shared_prefix_logps`; so do the
 verification batch's reference and old log-probs): the decoder runs over the unique prompts, its key/value cache is
-indexed out to every row, and the completions run on that cache. Positions are TRL's (prompt columns then completion columns, left padding included), so the log-probs and the
-gradient are a full forward's to float rounding (tested); a pass holds ~2.5x fewer tokens at 250-token prompts,
-n = 4 and 64-token verifications.
+indexed out to every row, and the completions run on that cache. Positions are TRL's (prompt columns then completion
+columns, left padding included), so the log-probs and the gradient are a full forward's to float rounding (tested); a
+pass holds ~2.5x fewer tokens at 250-token prompts, n = 4 and 64-token verifications.
 """
 
 from __future__ import annotations
