@@ -63,7 +63,7 @@ def _run(command: list[str], log: Path) -> float:
 
 def _stage(output_dir: Path) -> dict:
     """One trained stage's evaluation (per-problem outcomes, metrics) and its per-step training log."""
-    evaluated = json.loads((output_dir / "eval" / "eval.json").read_text())
+    evaluated = json.loads((output_dir / "eval" / "after.json").read_text())
     steps = [json.loads(line) for line in (output_dir / "log_history.jsonl").read_text().splitlines() if line]
     return {
         "metrics": evaluated["metrics"],
@@ -97,7 +97,11 @@ def run(out: Path, precision: str, seed: int, extra: list[str]) -> None:
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}  # fmt: skip
     for stage, directory in (("warmup", warmup), ("ufo", ufo)):
         print(f"[{stage}] {precision} seed {seed}", flush=True)
-        seconds = _run(commands[stage], log)
+        wall = directory / "wall_seconds.txt"  # a stage finished by an interrupted run is not trained again
+        if not wall.is_file():
+            seconds = _run(commands[stage], log)
+            wall.write_text(f"{seconds:.1f}\n")
+        seconds = float(wall.read_text())
         result[stage] = {**_stage(directory), "seconds": round(seconds, 1), "command": " ".join(commands[stage])}
     result_path.parent.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(result, indent=1) + "\n")
