@@ -2,9 +2,10 @@
 
     python recipes/reproduce.py run   [--arms base,warmup,warmup+score] [--seeds 0,1,2] [--out outputs/reproduce]
     python recipes/reproduce.py table [--out outputs/reproduce] [--write recipes/RESULTS_selfcorrection.md]
-    python recipes/reproduce.py compare --compare fb:warmup_fb,grpo   # paired difference of the revision gain
-    python recipes/reproduce.py compare --compare fb:warmup_fb,grpo --over seeds   # ... its interval over seeds
-    python recipes/reproduce.py pairs                                 # every comparison RESULTS.md reads, both intervals
+    python recipes/reproduce.py compare --compare fb:warmup_fb,grpo   # difference of the revision gain, primary interval
+    python recipes/reproduce.py compare --compare fb:warmup_fb,grpo --over problems   # secondary: over problems
+    python recipes/reproduce.py compare --compare fb:warmup_fb,grpo --over seeds      # secondary: over seeds
+    python recipes/reproduce.py pairs                                 # every comparison RESULTS.md reads, all intervals
     make reproduce                    # run every arm and seed, then the table
 
 Each run (arm, seed) trains from the embedded SmolLM2-135M-Instruct (or from the same seed's warm-up model) with the
@@ -18,9 +19,12 @@ and logs stay under `outputs/`) at once (per-problem outcomes, metrics, wall tim
 command), so a run killed later loses nothing, and `run` skips what is already there: the matrix can be filled over
 several sessions. `table` assembles whatever exists: per arm the mean over seeds and a 95 % percentile-bootstrap
 interval over problems (the same resampled problems for every seed of an arm; 2000 resamples), plus the number of
-seeds; missing runs are listed, never filled in. `compare` gives one difference between two arms with either interval:
-over problems (paired bootstrap, the default) or over seeds (`--over seeds`: Welch's t on each seed's value), the
-second the wider when seeds disagree.
+seeds; missing runs are listed, never filled in. `compare` gives one difference between two arms. Its **primary**
+interval holds both sources of noise: a hierarchical bootstrap (`hierarchical_bootstrap`: resample the seeds, then the
+problems, the problem draw shared by the seeds and both arms), paired by seed where the two arms share a start (one
+starts from the other's model of the same seed, or both from the same warm-up). Two secondary intervals stay, labelled
+as such: over problems with the seeds fixed (paired bootstrap, `--over problems`) and over seeds (Welch's t on each
+seed's value, `--over seeds`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from selfcorrect.metrics import carry_forward, self_correction_metrics
 
@@ -298,8 +304,12 @@ ATTEMPTS = {"nofb": 2, "fb": 3}  # attempts each evaluation mode makes
 
 
 def _arm_results(results_root: Path, arm: str, mode: str) -> list[dict]:
-    """Every seed's result file of `arm` in `mode`, in seed order; empty when the arm has not been run."""
-    return [json.loads(f.read_text()) for f in sorted((results_root / arm).glob(f"seed*/result_{mode}.json"))]
+    """Every seed's result file of `arm` in `mode`, in seed order (seed10 after seed9); empty when the arm has not been
+    run."""
+    files = sorted(
+        (results_root / arm).glob(f"seed*/result_{mode}.json"), key=lambda f: int(f.parent.name.removeprefix("seed"))
+    )
+    return [json.loads(f.read_text()) for f in files]
 
 
 def _arm_outcomes(results_root: Path, arm: str, mode: str) -> list[list[tuple[bool, ...]]]:
@@ -327,6 +337,106 @@ def _t_quantile(p: float, df: float) -> float:
         mid = (low + high) / 2
         low, high = (mid, high) if cdf(mid) < p else (low, mid)
     return (low + high) / 2
+
+
+# --- the primary interval: seeds, then problems ----------------------------------------------------------------------
+
+# Per problem, the value whose mean over problems is the statistic (a problem's outcomes `r`: one bool per attempt, the
+# last carried forward). "fixed / wrong@1" is a ratio of two means, not a mean, and has no entry.
+PER_PROBLEM = {
+    "acc@1": lambda r: r[0],
+    "succ@3": lambda r: r[-1],
+    "succ@3 − acc@1": lambda r: r[-1] - r[0],
+    "acc@t1": lambda r: r[0],
+    "acc@t2": lambda r: r[-1],
+    "Δ": lambda r: r[-1] - r[0],
+    "Δ i→c": lambda r: (not r[0]) and r[-1],
+    "Δ c→i": lambda r: r[0] and not r[-1],
+}
+
+
+def hierarchical_bootstrap(
+    arm: np.ndarray,
+    other: np.ndarray | None = None,
+    paired: bool = False,
+    resamples: int = 2000,
+    seed: int = 0,
+    resample_seeds: bool = True,
+) -> tuple[float, float, float]:
+    """The mean of `arm` (minus that of `other`) with a 95 % percentile interval that holds both sources of noise: which
+    seeds were run and which problems were drawn.
+
+    `arm` and `other` are (seeds, problems) arrays of per-problem values (`PER_PROBLEM`), the same problems in the same
+    columns. The point is the mean over seeds of each seed's mean over problems. Each resample draws the problems with
+    replacement once, then each arm's seeds with replacement, and takes the mean over the drawn seeds of each drawn
+    seed's mean over the drawn problems. The problem draw is shared by every seed and both arms: problems are crossed
+    with seeds (every seed is evaluated on the same problems), so a fresh problem draw per seed would average the
+    problems' difficulty out over the seeds and understate it. `paired` (two arms whose same seed index shares a start,
+    e.g. an arm and the warm-up it starts from) draws the same seed indices for both arms, so what a seed's start adds
+    cancels in the difference; it needs equal seed counts. With `resample_seeds=False` only problems are resampled (the
+    paired bootstrap over problems, seeds fixed); with all seeds equal the two give the same interval.
+
+    Pure: numpy only, its own generator (`seed`); the same arguments give the same interval.
+    """
+    arrays = [np.asarray(arm, dtype=float)] + ([] if other is None else [np.asarray(other, dtype=float)])
+    if any(a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1 for a in arrays):
+        raise ValueError("hierarchical_bootstrap needs (seeds, problems) arrays with at least one of each")
+    if len({a.shape[1] for a in arrays}) != 1:
+        raise ValueError(f"the arms have different problem counts: {[a.shape[1] for a in arrays]}")
+    if paired and (other is None or arrays[0].shape[0] != arrays[1].shape[0]):
+        raise ValueError(
+            "paired by seed needs two arms with the same number of seeds; got " + str([a.shape[0] for a in arrays])
+        )
+    n = arrays[0].shape[1]
+    rng = np.random.default_rng(seed)
+    problems = rng.integers(0, n, size=(resamples, n))
+    draws = []
+    seed_draw = None
+    for values in arrays:
+        per_seed = values[:, problems].mean(axis=2)  # (seeds, resamples): each seed on the drawn problems
+        count = values.shape[0]
+        if resample_seeds:
+            if seed_draw is None or not paired:
+                seed_draw = rng.integers(0, count, size=(resamples, count))
+            per_seed = per_seed[seed_draw, np.arange(resamples)[:, None]].T  # (drawn seeds, resamples)
+        draws.append(per_seed.mean(axis=0))
+    point = float(arrays[0].mean() - (arrays[1].mean() if other is not None else 0.0))
+    ordered = np.sort(draws[0] - (draws[1] if other is not None else 0.0))
+    return point, float(ordered[int(0.025 * resamples)]), float(ordered[int(0.975 * resamples) - 1])
+
+
+def paired_by_seed(arm: str, other: str) -> bool:
+    """Whether two arms' same seed shares a start: one starts from the other, or both from the same trained arm."""
+    start, other_start = ARMS[arm][1], ARMS[other][1]
+    return start == other or other_start == arm or (start == other_start and start != "embedded")
+
+
+def _per_problem_values(results_root: Path, arm: str, mode: str, statistic: str) -> tuple[list[int], np.ndarray]:
+    """`arm`'s seeds and its (seeds, problems) array of `PER_PROBLEM[statistic]` in `mode`."""
+    results = _arm_results(results_root, arm, mode)
+    if not results:
+        raise FileNotFoundError(f"no {mode} results for arm '{arm}' under {results_root}")
+    rows = [_outcomes(r["correct"], ATTEMPTS[mode]) for r in results]
+    values = np.array([[float(PER_PROBLEM[statistic](r)) for r in seed_rows] for seed_rows in rows])
+    return [r.get("seed") for r in results], values
+
+
+def compare_hierarchical(
+    results_root: Path, mode: str, arm: str, other: str, statistic: str | None = None, resamples: int = 2000
+) -> dict[str, object]:
+    """The primary interval of a comparison: `arm` − `other` on `statistic` (default the mode's revision gain) with
+    `hierarchical_bootstrap`, paired by seed when the arms share a start (`paired_by_seed`, on the same seeds)."""
+    statistic = _statistic(mode, statistic)
+    if statistic not in PER_PROBLEM:
+        raise ValueError(f"{statistic!r} is not a mean over problems; the hierarchical interval needs one")
+    (seeds, values), (other_seeds, other_values) = (
+        _per_problem_values(results_root, name, mode, statistic) for name in (arm, other)
+    )
+    paired = arm in ARMS and other in ARMS and paired_by_seed(arm, other)
+    if paired and seeds != other_seeds:
+        raise ValueError(f"'{arm}' and '{other}' share their starts but not their seeds ({seeds} vs {other_seeds})")
+    point, low, high = hierarchical_bootstrap(values, other_values, paired=paired, resamples=resamples)
+    return {"difference": point, "low": low, "high": high, "paired": paired}
 
 
 SEED_FREE = {"base"}  # greedy evaluation of the untrained model: its one seed has no seed-to-seed variance
@@ -381,9 +491,10 @@ GAIN_NAMES = {"fb": "succ@3 − acc@1, with feedback", "nofb": "Δ(t1,t2), no fe
 
 
 def build_pairs_table(results_root: Path, pairs=PAIRS) -> str:
-    """`pairs` as one Markdown table: each difference with its interval over problems (`compare_arms`) and over seeds
-    (`compare_over_seeds`); a pair with an arm not yet run is listed below the table, one whose arm has a single seed
-    gets "-" over seeds."""
+    """`pairs` as one Markdown table: each difference with its primary interval (seeds, then problems:
+    `compare_hierarchical`, paired by seed where the arms share a start) and two secondary ones, over problems with the
+    seeds fixed (`compare_arms`) and over seeds (`compare_over_seeds`); a pair with an arm not yet run is listed below
+    the table, one whose arm has a single seed gets "-" over seeds."""
 
     def pct(x: float) -> str:
         return f"{100 * x:+.1f}"
@@ -393,8 +504,9 @@ def build_pairs_table(results_root: Path, pairs=PAIRS) -> str:
         return arm if arm in SEED_FREE else f"{arm} (seeds {seeds})"
 
     lines = [
-        "| comparison | statistic | over problems (paired bootstrap) | over seeds (Welch t) |",
-        "|---|---|---|---|",
+        "| comparison | statistic | **primary**: seeds, then problems (hierarchical bootstrap) | secondary: over "
+        "problems, seeds fixed (paired bootstrap) | secondary: over seeds (Welch t) |",
+        "|---|---|---|---|---|",
     ]
     missing = []
     for mode, arm, other, statistic in pairs:
@@ -410,9 +522,16 @@ def build_pairs_table(results_root: Path, pairs=PAIRS) -> str:
             )
         except ValueError:  # an arm with one seed
             over_seeds = "-"
+        try:
+            both = compare_hierarchical(results_root, mode, arm, other, statistic=statistic)
+            primary = f"{pct(both['difference'])} [{pct(both['low'])}, {pct(both['high'])}]"
+            primary += " (paired by seed)" if both["paired"] else ""
+        except ValueError as exc:  # a ratio statistic, or arms that share starts but not seeds
+            primary = f"- ({exc})"
         shown = f"{statistic} (`--statistic {statistic}`)" if statistic else GAIN_NAMES[mode]
         lines.append(
-            f"| {named(arm, mode)} − {named(other, mode)} | {shown} | {pct(point)} [{pct(low)}, {pct(high)}] | {over_seeds} |"
+            f"| {named(arm, mode)} − {named(other, mode)} | {shown} | {primary} | {pct(point)} [{pct(low)}, {pct(high)}] "
+            f"| {over_seeds} |"
         )
     if missing:
         lines += ["", "Not yet comparable (an arm has no results): " + ", ".join(missing)]
@@ -422,8 +541,9 @@ def build_pairs_table(results_root: Path, pairs=PAIRS) -> str:
 def build_table(results_root: Path) -> str:
     lines = [
         f"Greedy, {EVAL_PROBLEMS} held-out bundled problems (levels {'-'.join(LEVELS)}), the same for every arm. Each cell: mean over "
-        "seeds [95 % percentile-bootstrap interval over problems, 2000 resamples, the same resampled problems for every "
-        f"seed], in %. Assembled by `python recipes/reproduce.py table` from `{_shown(results_root)}/`.",
+        "seeds [secondary interval: 95 % percentile bootstrap over problems with the seeds fixed, 2000 resamples, the "
+        "same resampled problems for every seed], in %. The primary interval of a comparison, seeds then problems, is in "
+        f"`pairs`. Assembled by `python recipes/reproduce.py table` from `{_shown(results_root)}/`.",
         "",
     ]
     missing = []
@@ -539,9 +659,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--over",
-        choices=("problems", "seeds"),
-        default="problems",
-        help="compare: the interval's resampling unit: problems (paired bootstrap) or seeds (Welch t-interval)",
+        choices=("hierarchical", "problems", "seeds"),
+        default="hierarchical",
+        help="compare: the interval: hierarchical (primary: seeds, then problems), problems (secondary: paired "
+        "bootstrap, seeds fixed) or seeds (secondary: Welch t-interval)",
     )
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from: {', '.join(ARMS)}")
     parser.add_argument("--seeds", default="0,1,2")
@@ -583,11 +704,17 @@ def main(argv: list[str] | None = None) -> int:
             for name, values in result["per_seed"].items():
                 print(f"{name}: " + ", ".join(f"{100 * v:+.1f}" for v in values) + " (per seed)")
             print(f"{shown} ({mode}): {arm} − {other} = {100 * result['difference']:+.1f} [{100 * result['low']:+.1f}, "
-                  f"{100 * result['high']:+.1f}] (95 % Welch t-interval over seeds, df {result['df']:.1f})")  # fmt: skip
+                  f"{100 * result['high']:+.1f}] (secondary: 95 % Welch t-interval over seeds, df {result['df']:.1f})")  # fmt: skip
+            return 0
+        if args.over == "hierarchical":
+            result = compare_hierarchical(results_dir(), mode, arm, other, statistic=args.statistic)
+            paired = ", paired by seed" if result["paired"] else ""
+            print(f"{shown} ({mode}): {arm} − {other} = {100 * result['difference']:+.1f} [{100 * result['low']:+.1f}, "
+                  f"{100 * result['high']:+.1f}] (primary: 95 % hierarchical bootstrap, seeds then problems{paired})")  # fmt: skip
             return 0
         point, low, high = compare_arms(results_dir(), mode, arm, other, statistic=args.statistic)
         print(f"{shown} ({mode}): {arm} − {other} = {100 * point:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] "
-              "(paired, 95 % bootstrap over problems)")  # fmt: skip
+              "(secondary: paired, 95 % bootstrap over problems, seeds fixed)")  # fmt: skip
         return 0
     table = build_table(results_dir())
     print(table)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from tests.helpers import load_script
@@ -108,21 +109,27 @@ def test_compare_over_seeds_is_welchs_interval_on_per_seed_values(reproduce, tmp
         reproduce.compare_over_seeds(tmp_path, "fb", "a", "b", statistic="Δ")
     monkeypatch.setattr(reproduce, "results_dir", lambda: tmp_path)
     assert reproduce.main(["compare", "--compare", "fb:a,b", "--over", "seeds"]) == 0
-    assert "a − b = +25.0 [-292.7, +342.7] (95 % Welch t-interval over seeds, df 1.0)" in capsys.readouterr().out
+    assert (
+        "a − b = +25.0 [-292.7, +342.7] (secondary: 95 % Welch t-interval over seeds, df 1.0)"
+        in capsys.readouterr().out
+    )
 
 
 def test_pairs_table_gives_both_intervals_and_lists_what_is_missing(reproduce, tmp_path):
     _write_fb_results(tmp_path)
     pairs = [("fb", "a", "b", None), ("fb", "a", "c", None), ("fb", "a", "d", None), ("fb", "a", "b", "succ@3")]
     table = reproduce.build_pairs_table(tmp_path, pairs).splitlines()
+    assert table[0].startswith(
+        "| comparison | statistic | **primary**: seeds, then problems (hierarchical bootstrap) |"
+    )
+    assert "| secondary: over problems, seeds fixed (paired bootstrap) | secondary: over seeds (Welch t) |" in table[0]
     assert table[2].startswith("| a (seeds 0,1) − b (seeds 0,1) | succ@3 − acc@1, with feedback | +25.0 [")
     assert table[2].endswith("| +25.0 [-292.7, +342.7] (df 1.0) |")  # the Welch interval of the test above
     assert table[3].startswith("| a (seeds 0,1) − c (seeds 0) |") and table[3].endswith("| - |")  # c: one seed
-    # succ@3: a 1 and 1/2, b 1/2 and 1 -> 0; over seeds se = sqrt(2 * 1/8 / 2) = 0.354, df 2, t 4.303: +-152.1
-    assert (
-        table[4]
-        == "| a (seeds 0,1) − b (seeds 0,1) | succ@3 (`--statistic succ@3`) | +0.0 [+0.0, +0.0] | +0.0 [-152.1, +152.1] (df 2.0) |"
-    )
+    # succ@3: a 1 and 1/2, b 1/2 and 1 -> 0; over seeds se = sqrt(2 * 1/8 / 2) = 0.354, df 2, t 4.303: +-152.1;
+    # over problems 0 in every resample (each problem is right in one seed of each arm); with seeds resampled it is not
+    assert table[4].startswith("| a (seeds 0,1) − b (seeds 0,1) | succ@3 (`--statistic succ@3`) | +0.0 [-")
+    assert table[4].endswith("| +0.0 [+0.0, +0.0] | +0.0 [-152.1, +152.1] (df 2.0) |")
     assert table[-1] == "Not yet comparable (an arm has no results): fb:a,d"
 
 
@@ -153,3 +160,71 @@ def test_training_table_counts_groups_without_signal(reproduce, tmp_path):
     assert row == "| score | 0,1 | 4 | 34.4 | 56 | 38 | 38 | 85 | — |"
     assert not any(line.startswith("| warmup") for line in lines)
     assert reproduce.training_table(tmp_path / "nothing") == []
+
+
+# --- the primary interval: hierarchical bootstrap (seeds, then problems) ----------------------------------------------
+
+
+def test_hierarchical_bootstrap_on_hand_examples(reproduce):
+    boot = reproduce.hierarchical_bootstrap
+    # one seed, two problems worth 0 and 1: a resample's mean is 0, 1/2 or 1 with chances 1/4, 1/2, 1/4
+    assert boot([[0.0, 1.0]]) == (0.5, 0.0, 1.0)
+    # two seeds without problem noise (1 on every problem, 0 on every problem): only the seeds move the mean
+    assert boot([[1.0, 1.0], [0.0, 0.0]]) == (0.5, 0.0, 1.0)
+    assert boot([[1.0, 1.0], [0.0, 0.0]], resample_seeds=False) == (0.5, 0.5, 0.5)  # the interval over problems
+    # two arms whose same seed differs by exactly 1/2 while the seeds differ by 1/2: paired by seed the start's effect
+    # cancels; unpaired, a's mean (1, 3/4 or 1/2) minus b's (1/2, 1/4 or 0) spans 0 to 1
+    a, b = [[1.0, 1.0], [0.5, 0.5]], [[0.5, 0.5], [0.0, 0.0]]
+    assert boot(a, b, paired=True) == (0.5, 0.5, 0.5)
+    assert boot(a, b) == (0.5, 0.0, 1.0)
+
+
+def test_hierarchical_bootstrap_reduces_to_the_problem_bootstrap_when_seeds_agree(reproduce):
+    rng = np.random.default_rng(5)
+    arm, other = (rng.integers(0, 2, size=60).astype(float) for _ in "ab")
+    arms = np.tile(arm, (3, 1)), np.tile(other, (3, 1))  # three identical seeds each
+    hierarchical = reproduce.hierarchical_bootstrap(*arms)
+    over_problems = reproduce.hierarchical_bootstrap(*arms, resample_seeds=False)
+    assert hierarchical == pytest.approx(over_problems, abs=1e-12)
+    assert over_problems == pytest.approx(reproduce.hierarchical_bootstrap(arm[None], other[None]), abs=1e-12)
+    assert over_problems[1] < over_problems[0] < over_problems[2]
+
+
+def test_hierarchical_bootstrap_is_wider_with_seed_spread_and_deterministic(reproduce):
+    rng = np.random.default_rng(0)
+    rates = [0.2, 0.6, 0.35, 0.5]  # seeds that disagree, 160 problems each
+    arm = np.array([rng.random(160) < rate for rate in rates], dtype=float)
+    other = np.array([rng.random(160) < 0.3 for _ in rates], dtype=float)
+    point, low, high = reproduce.hierarchical_bootstrap(arm, other)
+    _, p_low, p_high = reproduce.hierarchical_bootstrap(arm, other, resample_seeds=False)
+    assert point == pytest.approx(arm.mean() - other.mean())
+    assert low < p_low < point < p_high < high  # holds both noises: wider than the interval over problems
+    assert reproduce.hierarchical_bootstrap(arm, other) == (point, low, high)  # a fixed generator
+    assert reproduce.hierarchical_bootstrap(arm, other, seed=1) != (point, low, high)
+    with pytest.raises(ValueError, match="same number of seeds"):
+        reproduce.hierarchical_bootstrap(arm, other[:3], paired=True)
+    with pytest.raises(ValueError, match="different problem counts"):
+        reproduce.hierarchical_bootstrap(arm, other[:, :100])
+
+
+def test_compare_hierarchical_pairs_arms_that_share_a_start(reproduce, tmp_path):
+    assert reproduce.paired_by_seed("warmup_fb+ufo", "warmup_fb") and reproduce.paired_by_seed(
+        "warmup", "warmup+score"
+    )
+    assert not reproduce.paired_by_seed("warmup_fb", "grpo")  # both from the embedded model: no shared trained start
+    runs = {  # gains succ@3 - acc@1: warmup_fb+ufo 1/2 (seed 0) and 0 (seed 1), warmup_fb 0 and 0
+        ("warmup_fb+ufo", 0): [[False, True], [True]],
+        ("warmup_fb+ufo", 1): [[False, False, False], [True]],
+        ("warmup_fb", 0): [[False, False, False], [True]],
+        ("warmup_fb", 1): [[False, False, False], [False, False, False]],
+    }
+    _write_fb_results(tmp_path, runs)
+    result = reproduce.compare_hierarchical(tmp_path, "fb", "warmup_fb+ufo", "warmup_fb")
+    # per seed a - b: seed 0 1/2 - 0, seed 1 0 - 0; paired draws keep each seed's pair together
+    assert result["paired"] and result["difference"] == 0.25 and result["low"] <= 0.25 <= result["high"]
+    with pytest.raises(ValueError, match="not a mean over problems"):
+        reproduce.compare_hierarchical(tmp_path, "fb", "warmup_fb+ufo", "warmup_fb", statistic="fixed / wrong@1")
+    (tmp_path / "warmup_fb" / "seed1" / "result_fb.json").unlink()
+    _write_fb_results(tmp_path, {("warmup_fb", 2): [[True], [True]]})
+    with pytest.raises(ValueError, match=r"share their starts but not their seeds \(\[0, 1\] vs \[0, 2\]\)"):
+        reproduce.compare_hierarchical(tmp_path, "fb", "warmup_fb+ufo", "warmup_fb")
