@@ -465,6 +465,11 @@ def _add_or_sub(rng: random.Random, low: int, high: int, sum_cap: int | None = N
 _WITHIN = 20
 _MAX_PRODUCT = 99
 
+# Test problems reserved per level (see `make_splits`): enough for the recipes' test splits (levels 1-2: up to 64
+# problems over two levels; levels 3-5: recipes/reproduce.py's 160 over two levels), a small share of a level's space
+# where it is small (level 1 holds 100 expressions, level 2 309, among them all of level 1's sums).
+RESERVED_TEST = {1: 32, 2: 32, 3: 80, 4: 80, 5: 80}
+
 
 def _operands(rng: random.Random, level: int) -> tuple[str, tuple[int, ...]]:
     """The operation kind and operands for one problem of `level`."""
@@ -598,9 +603,13 @@ def make_splits(
     """Train and test problem lists, disjoint by arithmetic (`expression_key`), spread evenly (round-robin) over
     `levels`.
 
-    The test split comes first from its own seed stream, one expression per problem while the levels have new ones;
-    the train split never uses an expression of the test split (in any level, order or wording) and repeats an
-    expression, under a new wording, only once its level has no new one left. `split_report` counts what each split
+    The test split comes first from its own seed stream, one expression per problem while the levels have new ones:
+    each level draws a pool of `RESERVED_TEST[level]` problems (more when its share of `eval_size` is larger) and the
+    test split takes the first of them, so a smaller `eval_size` gives a prefix of a larger one's test problems per
+    level. The train split never uses an expression of the pool (in any level, order or wording), so the train split
+    is the same for every `eval_size` within the reserve, and rows built from one recipe's train split (revision data,
+    say) never hold a test expression of a recipe with another `eval_size` within it. Train repeats an expression,
+    under a new wording, only once its level has no new one left. `split_report` counts what each split
     holds; when the train split repeats expressions, a warning says how many distinct ones it has.
     """
     levels = tuple(dict.fromkeys(levels))
@@ -614,10 +623,17 @@ def make_splits(
 
     keys: set[str] = set()
     questions: set[str] = set()
-    test = [
-        _draw_unique(random.Random(f"selfcorrect-arithmetic-{seed}-test-{level}"), level, count, keys, questions)
+    pools = [  # each level's test problems are the first of its reserved pool, which train never touches
+        _draw_unique(
+            random.Random(f"selfcorrect-arithmetic-{seed}-test-{level}"),
+            level,
+            max(count, RESERVED_TEST[level]),
+            keys,
+            questions,
+        )
         for level, count in zip(levels, _shares(eval_size, len(levels)))
     ]
+    test = [pool[:count] for pool, count in zip(pools, _shares(eval_size, len(levels)))]
     test_keys = frozenset(keys)
     keys, questions = set(), set()
     train = [
