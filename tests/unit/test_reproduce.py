@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,3 +229,99 @@ def test_compare_hierarchical_pairs_arms_that_share_a_start(reproduce, tmp_path)
     _write_fb_results(tmp_path, {("warmup_fb", 2): [[True], [True]]})
     with pytest.raises(ValueError, match=r"share their starts but not their seeds \(\[0, 1\] vs \[0, 2\]\)"):
         reproduce.compare_hierarchical(tmp_path, "fb", "warmup_fb+ufo", "warmup_fb")
+
+
+def test_changed_at_t2_is_read_from_the_answers(reproduce, tmp_path):
+    """SCoRe's collapse measure: the share of second attempts whose answer differs from the first."""
+    for arm, seed, answers in (
+        ("warmup+score", 0, [["3", "4"], ["5", "5"], ["", "7"], ["2", "2"]]),  # 2 of 4 changed
+        ("warmup+naive", 0, [["3", "3"], ["5", "5"], ["", ""], ["2", "2"]]),  # none changed
+    ):
+        run = tmp_path / arm / f"seed{seed}"
+        run.mkdir(parents=True)
+        result = {"seed": seed, "correct": [[False, False]] * 4, "answers": answers}
+        (run / "result_nofb.json").write_text(json.dumps(result))
+    result = reproduce.compare_hierarchical(tmp_path, "nofb", "warmup+score", "warmup+naive", statistic="changed@t2")
+    assert result["paired"] and result["difference"] == 0.5 and result["low"] <= 0.5 <= result["high"]
+    with pytest.raises(ValueError, match="not a column of the nofb table"):
+        reproduce.compare_arms(tmp_path, "nofb", "warmup+score", "warmup+naive", statistic="changed@t2")
+    table = reproduce.build_pairs_table(tmp_path, [("nofb", "warmup+score", "warmup+naive", "changed@t2")])
+    assert table.splitlines()[2].endswith("(paired by seed) | - | - |")  # no secondary interval for it; one seed
+
+
+def test_budget_overrides_set_steps_and_prompts_of_rl_arms(reproduce):
+    flags = reproduce.budget_overrides("warmup_fb+ufo", steps=60, prompts=4)
+    assert flags[flags.index("--max_steps") + 1] == "60"
+    assert flags[flags.index("--per_device_train_batch_size") + 1] == "32"  # 4 prompts x ufo.yaml's 8 episodes
+    flags = reproduce.budget_overrides("warmup+score", steps=60, prompts=4)
+    assert flags[flags.index("--stage1_steps") + 1] == "20" and flags[flags.index("--max_steps") + 1] == "60"
+    naive = reproduce.budget_overrides("warmup+naive", steps=60, prompts=4)
+    assert "--stage1_steps" not in naive and naive[naive.index("--score_stage") + 1] == "2"
+    assert (
+        naive[naive.index("--alpha") + 1] == "0.0" and naive[naive.index("--per_device_train_batch_size") + 1] == "32"
+    )
+    grpo = reproduce.budget_overrides("warmup_fb+grpo", steps=60, prompts=8)
+    assert grpo[grpo.index("--per_device_train_batch_size") + 1] == "64"
+    assert reproduce.budget_overrides("warmup_fb", steps=60, prompts=4) == reproduce.WARMUP_TRAIN  # SFT: its own
+    assert reproduce.budget_overrides("grpo") == reproduce.GRPO_TRAIN
+    assert reproduce.paired_by_seed("warmup_fb+grpo", "warmup_fb+ufo")  # the same seed's warm-up under both
+
+
+def test_run_records_commands_machine_and_data_and_resumes(reproduce, tmp_path, monkeypatch):
+    """A fake pipeline (no model): the protocol's budget reaches the training command, checkpoints are on, the result
+    file names the commit, commands, machine and test split, and a second run skips what exists."""
+    calls = []
+
+    def fake_run(command, log):
+        calls.append(command)
+        out = Path(command[command.index("--output_dir") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        if command[3] == "revision-data":
+            (out / "sft.jsonl").write_text("{}\n")
+        elif command[3] == "train":
+            (out / "config.json").write_text("{}")
+        else:
+            (out / "eval").mkdir(exist_ok=True)
+            samples = [{"correct": [True], "answers": ["1"]}]
+            (out / "eval" / "eval.json").write_text(json.dumps({"metrics": {"acc_t1": 1.0}, "samples": samples}))
+        return 1.0
+
+    monkeypatch.setattr(reproduce, "_run", fake_run)
+    monkeypatch.setattr(reproduce, "results_dir", lambda: tmp_path / "results")
+    monkeypatch.setitem(reproduce.RUN, "steps", 60)
+    monkeypatch.setitem(reproduce.RUN, "prompts", {"*": 4})
+    monkeypatch.setitem(reproduce.RUN, "train_args", ["--dtype", "bfloat16"])
+    monkeypatch.setattr(reproduce, "LEVELS", ["3", "4"])
+    reproduce.run_arm(tmp_path / "out", "warmup_fb+ufo", 0)
+    trains = [c for c in calls if c[3] == "train"]
+    assert len(trains) == 2 and "--dataset_name" in trains[0]  # the warm-up first, from its revision data
+    ufo = trains[1]
+    for name, value in (("--max_steps", "60"), ("--per_device_train_batch_size", "32"), ("--save_strategy", "steps")):
+        assert ufo[ufo.index(name) + 1] == value
+    assert ufo[ufo.index("--save_steps") + 1] == "10" and ufo[ufo.index("--dtype") + 1] == "bfloat16"
+    assert ufo[ufo.index("--model_name_or_path") + 1] == str(tmp_path / "out" / "warmup_fb" / "seed0" / "model")
+    data = next(c for c in calls if c[3] == "revision-data")
+    assert data[data.index("--arithmetic_eval_size") + 1] == "160"  # the evaluation's split, so no test expression
+    result = json.loads((tmp_path / "results" / "warmup_fb+ufo" / "seed0" / "result_fb.json").read_text())
+    assert "--max_steps 60" in result["train_command"] and result["commit"]
+    assert set(result["machine"]) >= {"host", "cpu", "cpus", "torch", "trl"}
+    assert len(result["test_split_sha256"]) == 64
+    count = len(calls)
+    reproduce.run_arm(tmp_path / "out", "warmup_fb+ufo", 0)
+    assert len(calls) == count  # every result file exists: nothing reruns
+
+
+def test_prompts_option_and_checkpoints(reproduce, monkeypatch):
+    parser = reproduce.argparse.ArgumentParser()
+    assert reproduce._parse_prompts("4,warmup_fb+grpo=8", parser) == {"*": 4, "warmup_fb+grpo": 8}
+    with pytest.raises(SystemExit):
+        reproduce._parse_prompts("4,nope=8", parser)
+    flags = reproduce._train_common()
+    assert flags[flags.index("--save_strategy") + 1] == "steps" and flags[-4:] == [
+        "--save_steps",
+        "10",
+        "--save_total_limit",
+        "1",
+    ]
+    monkeypatch.setitem(reproduce.RUN, "checkpoint_steps", 0)
+    assert reproduce._train_common() == reproduce.COMMON
