@@ -1,11 +1,14 @@
 """The self-correction evidence on the embedded model: every arm, several seeds, both evaluation modes, one table.
 
-    python recipes/reproduce.py run   [--arms base,warmup,warmup+score] [--seeds 0,1,2] [--out outputs/reproduce]
+    python recipes/reproduce.py run   [--arms base,warmup,warmup+score] [--seeds 0,1,2] [--levels 3,4]
+    python recipes/reproduce.py run --levels 3,4 --results protocol-2026-12 --arms warmup_fb,warmup_fb+ufo \
+        --seeds 0,1,2,3,4 --steps 60 --prompts 4,warmup_fb+grpo=8 --train_args="--dtype bfloat16"   # recipes/PROTOCOL.md
     python recipes/reproduce.py table [--out outputs/reproduce] [--write recipes/RESULTS_selfcorrection.md]
     python recipes/reproduce.py compare --compare fb:warmup_fb,grpo   # difference of the revision gain, primary interval
     python recipes/reproduce.py compare --compare fb:warmup_fb,grpo --over problems   # secondary: over problems
     python recipes/reproduce.py compare --compare fb:warmup_fb,grpo --over seeds      # secondary: over seeds
     python recipes/reproduce.py pairs                                 # every comparison RESULTS.md reads, all intervals
+    python recipes/reproduce.py pairs --pairs protocol                # the comparisons recipes/PROTOCOL.md decides on
     make reproduce                    # run every arm and seed, then the table
 
 Each run (arm, seed) trains from the embedded SmolLM2-135M-Instruct (or from the same seed's warm-up model) with the
@@ -14,10 +17,14 @@ modes, each the way it was trained:
 - `nofb`: two attempts, SCoRe's instruction between them (no correctness signal): acc@t1, acc@t2, Δ, Δ i→c, Δ c→i;
 - `fb`: up to three attempts, UFO's "Incorrect. Please think again." after a wrong answer, stop at the first right
   one: acc@1, succ@3 and succ@3 − acc@1.
-A finished run writes `recipes/results/reproduce-l<levels>/<arm>/seed<k>/result_<mode>.json` (tracked in git; models
-and logs stay under `outputs/`) at once (per-problem outcomes, metrics, wall time, the
-command), so a run killed later loses nothing, and `run` skips what is already there: the matrix can be filled over
-several sessions. `table` assembles whatever exists: per arm the mean over seeds and a 95 % percentile-bootstrap
+A finished run writes `recipes/results/<results>-l<levels>/<arm>/seed<k>/result_<mode>.json` (tracked in git;
+`--results` defaults to `reproduce-v2`, the expression-disjoint splits; `reproduce` holds the runs on the earlier
+splits; models and logs stay under `outputs/<results>-l<levels>/`) at once (per-problem outcomes, metrics, wall time,
+the training and evaluation commands, the commit, the machine and the test split's sha256), so a run killed later
+loses nothing, and `run` skips what is already there: the matrix can be filled over several sessions. Training saves
+a checkpoint every `--checkpoint_steps` (10) steps and a rerun resumes from it. `--steps` and `--prompts` set the RL
+arms' budget (optimizer steps; prompts a step, the batch being prompts x the group size), `--train_args` adds training
+flags, `--pass_k N` adds a pass@k evaluation mode (`passk`, N samples a problem). `table` assembles whatever exists: per arm the mean over seeds and a 95 % percentile-bootstrap
 interval over problems (the same resampled problems for every seed of an arm; 2000 resamples), plus the number of
 seeds; missing runs are listed, never filled in. `compare` gives one difference between two arms. Its **primary**
 interval holds both sources of noise: a hierarchical bootstrap (`hierarchical_bootstrap`: resample the seeds, then the
