@@ -1,10 +1,14 @@
 """The self-correction evidence on the embedded model: every arm, several seeds, both evaluation modes, one table.
 
-    python recipes/reproduce.py run   [--arms base,warmup,warmup+score] [--seeds 0,1,2] [--out outputs/reproduce]
+    python recipes/reproduce.py run   [--arms base,warmup,warmup+score] [--seeds 0,1,2] [--levels 3,4]
+    python recipes/reproduce.py run --levels 3,4 --results protocol-2026-12 --arms warmup_fb,warmup_fb+ufo \
+        --seeds 0,1,2,3,4 --steps 60 --prompts 4,warmup_fb+grpo=8 --train_args="--dtype bfloat16"   # recipes/PROTOCOL.md
     python recipes/reproduce.py table [--out outputs/reproduce] [--write recipes/RESULTS_selfcorrection.md]
-    python recipes/reproduce.py compare --compare fb:warmup_fb,grpo   # paired difference of the revision gain
-    python recipes/reproduce.py compare --compare fb:warmup_fb,grpo --over seeds   # ... its interval over seeds
-    python recipes/reproduce.py pairs                                 # every comparison RESULTS.md reads, both intervals
+    python recipes/reproduce.py compare --compare fb:warmup_fb,grpo   # difference of the revision gain, primary interval
+    python recipes/reproduce.py compare --compare fb:warmup_fb,grpo --over problems   # secondary: over problems
+    python recipes/reproduce.py compare --compare fb:warmup_fb,grpo --over seeds      # secondary: over seeds
+    python recipes/reproduce.py pairs                                 # every comparison RESULTS.md reads, all intervals
+    python recipes/reproduce.py pairs --pairs protocol                # the comparisons recipes/PROTOCOL.md decides on
     make reproduce                    # run every arm and seed, then the table
 
 Each run (arm, seed) trains from the embedded SmolLM2-135M-Instruct (or from the same seed's warm-up model) with the
@@ -13,28 +17,40 @@ modes, each the way it was trained:
 - `nofb`: two attempts, SCoRe's instruction between them (no correctness signal): acc@t1, acc@t2, Δ, Δ i→c, Δ c→i;
 - `fb`: up to three attempts, UFO's "Incorrect. Please think again." after a wrong answer, stop at the first right
   one: acc@1, succ@3 and succ@3 − acc@1.
-A finished run writes `recipes/results/reproduce-l<levels>/<arm>/seed<k>/result_<mode>.json` (tracked in git; models
-and logs stay under `outputs/`) at once (per-problem outcomes, metrics, wall time, the
-command), so a run killed later loses nothing, and `run` skips what is already there: the matrix can be filled over
-several sessions. `table` assembles whatever exists: per arm the mean over seeds and a 95 % percentile-bootstrap
+A finished run writes `recipes/results/<results>-l<levels>/<arm>/seed<k>/result_<mode>.json` (tracked in git;
+`--results` defaults to `reproduce-v2`, the expression-disjoint splits; `reproduce` holds the runs on the earlier
+splits; models and logs stay under `outputs/<results>-l<levels>/`) at once (per-problem outcomes, metrics, wall time,
+the training and evaluation commands, the commit, the machine and the test split's sha256), so a run killed later
+loses nothing, and `run` skips what is already there: the matrix can be filled over several sessions. Training saves
+a checkpoint every `--checkpoint_steps` (10) steps and a rerun resumes from it. `--steps` and `--prompts` set the RL
+arms' budget (optimizer steps; prompts a step, the batch being prompts x the group size), `--train_args` adds training
+flags, `--pass_k N` adds a pass@k evaluation mode (`passk`, N samples a problem). `table` assembles whatever exists: per arm the mean over seeds and a 95 % percentile-bootstrap
 interval over problems (the same resampled problems for every seed of an arm; 2000 resamples), plus the number of
-seeds; missing runs are listed, never filled in. `compare` gives one difference between two arms with either interval:
-over problems (paired bootstrap, the default) or over seeds (`--over seeds`: Welch's t on each seed's value), the
-second the wider when seeds disagree.
+seeds; missing runs are listed, never filled in. `compare` gives one difference between two arms. Its **primary**
+interval holds both sources of noise: a hierarchical bootstrap (`hierarchical_bootstrap`: resample the seeds, then the
+problems, the problem draw shared by the seeds and both arms), paired by seed where the two arms share a start (one
+starts from the other's model of the same seed, or both from the same warm-up). Two secondary intervals stay, labelled
+as such: over problems with the seeds fixed (paired bootstrap, `--over problems`) and over seeds (Welch's t on each
+seed's value, `--over seeds`).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
+import platform
 import random
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from selfcorrect.metrics import carry_forward, self_correction_metrics
 
@@ -52,6 +68,9 @@ COMMON = [
     "--save_strategy", "no",
     "--report_to", "none",
 ]  # fmt: skip
+# The run's options beyond the arm's defaults, set by `main` (`--steps`, `--prompts`, `--checkpoint_steps`,
+# `--train_args`, `--results`, `--pass_k`).
+RUN: dict = {"steps": None, "prompts": {}, "checkpoint_steps": 10, "train_args": [], "results": "reproduce-v2"}
 MODES = {
     "nofb": ["--eval_attempts", "2", "--eval_feedback", "score_instruction", "--eval_stop_on_correct", "false"],
     "fb": ["--eval_attempts", "3", "--eval_feedback", "unary", "--eval_stop_on_correct", "true"],
@@ -65,25 +84,38 @@ WARMUP_TRAIN = ["--max_steps", "24", "--per_device_train_batch_size", "8", "--le
 SCORE_TRAIN = ["--max_steps", "16", "--score_stage", "1", "--stage1_steps", "6", "--per_device_train_batch_size", "8",
                "--num_generations", "8", "--learning_rate", "1e-5", "--max_attempt_length", "64",
                "--max_completion_length", "224"]  # fmt: skip
+# SCoRe's ablation (Kumar et al. 2024, "naive multi-turn RL"): stage II only, no shaping bonus (alpha = 0).
+NAIVE_TRAIN = ["--max_steps", "16", "--score_stage", "2", "--alpha", "0.0", "--per_device_train_batch_size", "8",
+               "--num_generations", "8", "--learning_rate", "1e-5", "--max_attempt_length", "64",
+               "--max_completion_length", "224"]  # fmt: skip
+GRPO_TRAIN = ["--max_steps", "32", "--per_device_train_batch_size", "8", "--num_generations", "8",
+              "--learning_rate", "1e-5", "--max_completion_length", "64"]  # fmt: skip
+UFO_TRAIN = ["--max_steps", "12", "--learning_rate", "1e-5", "--max_attempt_length", "64",
+             "--max_completion_length", "288"]  # fmt: skip
+CRITIQUE_TRAIN = ["--max_steps", "16", "--per_device_train_batch_size", "8", "--num_generations", "8",
+                  "--learning_rate", "1e-5", "--max_attempt_length", "64", "--max_completion_length", "64"]  # fmt: skip
+# Zhu et al. 2025 in miniature: GRPO's budget, single turn, the advantage mode of each arm (no KL, as theirs).
+NSR_TRAIN = ["--max_steps", "32", "--per_device_train_batch_size", "8", "--num_generations", "8",
+             "--learning_rate", "1e-5", "--max_attempt_length", "64", "--max_completion_length", "64"]  # fmt: skip
 # arm: (recipe, start from ("embedded" or another arm), warm-up data key, training overrides)
 ARMS: dict[str, tuple[str | None, str, str | None, list[str]]] = {
     "base": (None, "embedded", None, []),
     "warmup_fb": ("recipes/demo/revision_sft.yaml", "embedded", "fb", WARMUP_TRAIN),
-    "grpo": ("recipes/demo/grpo.yaml", "embedded", None,
-             ["--max_steps", "32", "--per_device_train_batch_size", "8", "--num_generations", "8",
-              "--learning_rate", "1e-5", "--max_completion_length", "64"]),
-    "ufo": ("recipes/demo/ufo.yaml", "embedded", None,
-            ["--max_steps", "12", "--learning_rate", "1e-5", "--max_attempt_length", "64",
-             "--max_completion_length", "288"]),
-    "warmup_fb+ufo": ("recipes/demo/ufo.yaml", "warmup_fb", None,
-                      ["--max_steps", "12", "--learning_rate", "1e-5", "--max_attempt_length", "64",
-                       "--max_completion_length", "288"]),
+    "grpo": ("recipes/demo/grpo.yaml", "embedded", None, GRPO_TRAIN),
+    "ufo": ("recipes/demo/ufo.yaml", "embedded", None, UFO_TRAIN),
+    "warmup_fb+ufo": ("recipes/demo/ufo.yaml", "warmup_fb", None, UFO_TRAIN),
     "warmup": ("recipes/demo/revision_sft.yaml", "embedded", "nofb", WARMUP_TRAIN),
     "score": ("recipes/demo/score.yaml", "embedded", None, SCORE_TRAIN),
     "warmup+score": ("recipes/demo/score.yaml", "warmup", None, SCORE_TRAIN),
-    "critique_grpo": ("recipes/demo/critique_grpo.yaml", "embedded", None,
-                      ["--max_steps", "16", "--per_device_train_batch_size", "8", "--num_generations", "8",
-                       "--learning_rate", "1e-5", "--max_attempt_length", "64", "--max_completion_length", "64"]),
+    "critique_grpo": ("recipes/demo/critique_grpo.yaml", "embedded", None, CRITIQUE_TRAIN),
+    # recipes/PROTOCOL.md's arms: RL after the same seed's warm-up, SCoRe's naive ablation, NSR in miniature
+    "warmup_fb+grpo": ("recipes/demo/grpo.yaml", "warmup_fb", None, GRPO_TRAIN),
+    "warmup_fb+critique_grpo": ("recipes/demo/critique_grpo.yaml", "warmup_fb", None, CRITIQUE_TRAIN),
+    "warmup+naive": ("recipes/demo/score.yaml", "warmup", None, NAIVE_TRAIN),
+    "psr": ("recipes/demo/nsr.yaml", "embedded", None, NSR_TRAIN + ["--advantage_mode", "psr"]),
+    "nsr": ("recipes/demo/nsr.yaml", "embedded", None, NSR_TRAIN + ["--advantage_mode", "nsr"]),
+    "w_reinforce": ("recipes/demo/nsr.yaml", "embedded", None,
+                    NSR_TRAIN + ["--advantage_mode", "w_reinforce", "--positive_weight", "0.1"]),
 }  # fmt: skip
 
 
@@ -111,7 +143,8 @@ def warmup_data(out: Path, key: str, log: Path) -> Path:
     if not (path / "sft.jsonl").is_file():
         _run(
             [_python(), "-m", "selfcorrect.cli", "revision-data", "--config", "recipes/demo/score.yaml",
-             *WARMUP_DATA[key], "--arithmetic_levels", *LEVELS, "--output_dir", str(path)],
+             *WARMUP_DATA[key], "--arithmetic_levels", *LEVELS, "--arithmetic_eval_size", str(EVAL_PROBLEMS),
+             "--output_dir", str(path)],
             log,
         )  # fmt: skip
     return path / "sft.jsonl"
@@ -122,8 +155,83 @@ def model_dir(out: Path, arm: str, seed: int) -> Path:
 
 
 def results_dir() -> Path:
-    """Where finished runs' result files live (in the repository, so later sessions keep them)."""
-    return ROOT / "recipes" / "results" / f"reproduce-l{''.join(LEVELS)}"
+    """Where finished runs' result files live (in the repository, so later sessions keep them): `--results` (default
+    `reproduce-v2`, the expression-disjoint splits; `reproduce` holds the runs on the earlier, leaky splits) and the
+    levels."""
+    return ROOT / "recipes" / "results" / f"{RUN['results']}-l{''.join(LEVELS)}"
+
+
+def _set_flag(flags: list[str], name: str, value: str) -> None:
+    """Set `name`'s value in a flat flag list, appending the flag when it is not there."""
+    if name in flags:
+        flags[flags.index(name) + 1] = value
+    else:
+        flags += [name, value]
+
+
+def budget_overrides(arm: str, steps: int | None = None, prompts: int | None = None) -> list[str]:
+    """The arm's training overrides with an RL budget: `steps` optimizer steps (SCoRe's stage I the first third) and
+    `prompts` prompts a step (the batch: prompts x the arm's group size). Warm-ups (SFT) keep their own budget."""
+    recipe, _, data_key, overrides = ARMS[arm]
+    flags = list(overrides)
+    if recipe is None or data_key is not None:
+        return flags
+    if steps:
+        _set_flag(flags, "--max_steps", str(steps))
+        if "--stage1_steps" in flags:
+            _set_flag(flags, "--stage1_steps", str(steps // 3))
+    if prompts:
+        if "--num_generations" in flags:
+            generations = int(flags[flags.index("--num_generations") + 1])
+        else:
+            import yaml
+
+            generations = int(yaml.safe_load((ROOT / recipe).read_text())["num_generations"])
+        _set_flag(flags, "--per_device_train_batch_size", str(prompts * generations))
+    return flags
+
+
+def _train_common() -> list[str]:
+    """COMMON for a training command: checkpoints every `--checkpoint_steps` (the last one kept), so that a run killed
+    half-way resumes from it (`selfcorrect train` resumes from the output folder's last complete checkpoint)."""
+    if not RUN["checkpoint_steps"]:
+        return list(COMMON)
+    flags = list(COMMON)
+    _set_flag(flags, "--save_strategy", "steps")
+    return flags + ["--save_steps", str(RUN["checkpoint_steps"]), "--save_total_limit", "1"]
+
+
+def _machine() -> dict[str, object]:
+    """What ran it: host, CPU model and count, Python and the main libraries' versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        cpu = next(
+            (x.split(":", 1)[1].strip() for x in cpuinfo.read_text().splitlines() if x.startswith("model name")), cpu
+        )
+    versions = {}
+    for package in ("torch", "transformers", "trl"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        **versions,
+    }
+
+
+def _test_split_digest() -> str:
+    """sha256 of the evaluated test split (questions and expressions), so a result file says which problems it saw."""
+    from selfcorrect.data.arithmetic import make_splits
+
+    test = make_splits(levels=tuple(int(x) for x in LEVELS), eval_size=EVAL_PROBLEMS)["test"]
+    return hashlib.sha256(json.dumps([[p.question, p.expression] for p in test]).encode()).hexdigest()
 
 
 def run_arm(out: Path, arm: str, seed: int) -> None:
@@ -143,17 +251,17 @@ def run_arm(out: Path, arm: str, seed: int) -> None:
         base_model = str(model_dir(out, start, seed))
     train_seconds = 0.0
     trained = base_model
+    train_command = None
     if recipe is not None:
         trained = str(model_dir(out, arm, seed))
+        overrides = budget_overrides(arm, RUN["steps"], RUN["prompts"].get(arm, RUN["prompts"].get("*")))
+        extra = ["--dataset_name", str(warmup_data(out, data_key, log))] if data_key else []
+        train_command = [_python(), "-m", "selfcorrect.cli", "train", "--config", recipe, *_train_common(), *overrides,
+                         *extra, *RUN["train_args"], "--arithmetic_levels", *LEVELS,
+                         "--model_name_or_path", base_model, "--seed", str(seed), "--output_dir", trained]  # fmt: skip
         if not (Path(trained) / "config.json").is_file():
-            extra = ["--dataset_name", str(warmup_data(out, data_key, log))] if data_key else []
             print(f"[train] {arm} seed {seed}", flush=True)
-            train_seconds = _run(
-                [_python(), "-m", "selfcorrect.cli", "train", "--config", recipe, *COMMON, *overrides, *extra,
-                 "--arithmetic_levels", *LEVELS,
-                 "--model_name_or_path", base_model, "--seed", str(seed), "--output_dir", trained],
-                log,
-            )  # fmt: skip
+            train_seconds = _run(train_command, log)
         if (Path(trained) / "log_history.jsonl").is_file():  # the learning curve, kept with the results
             shutil.copyfile(Path(trained) / "log_history.jsonl", result_dir / TRAIN_LOG)
     eval_recipe = recipe or "recipes/demo/grpo.yaml"
@@ -181,7 +289,11 @@ def run_arm(out: Path, arm: str, seed: int) -> None:
             "eval_seconds": round(eval_seconds, 1),
             "train_log": _train_summary(Path(trained)) if recipe is not None else None,
             "command": " ".join(command),
+            "train_command": shlex.join(train_command) if train_command else None,
+            "reproduce_command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "commit": _commit(),
+            "machine": _machine(),
+            "test_split_sha256": _test_split_digest(),
             "date": time.strftime("%Y-%m-%d %H:%M"),
         }
         result_path.write_text(json.dumps(result, indent=1) + "\n")  # at once: a later crash loses nothing
@@ -285,9 +397,15 @@ def compare_arms(
     return gain(list(range(n))), draws[int(0.025 * resamples)], draws[int(0.975 * resamples) - 1]
 
 
-def _statistic(mode: str, statistic: str | None) -> str:
-    """The column a comparison reads: `statistic`, checked against the mode's table, or the mode's revision gain."""
+CHANGED = "changed@t2"  # no feedback: the second answer differs from the first (SCoRe's collapse measure, inverted)
+
+
+def _statistic(mode: str, statistic: str | None, hierarchical: bool = False) -> str:
+    """The column a comparison reads: `statistic`, checked against the mode's table, or the mode's revision gain;
+    `hierarchical` also allows `CHANGED` without feedback (read from the answers, not the outcomes)."""
     statistic = statistic or GAIN[mode]
+    if hierarchical and mode == "nofb" and statistic == CHANGED:
+        return statistic
     known = _stats([(True,)], mode)
     if statistic not in known:
         raise ValueError(f"`--statistic` {statistic!r} is not a column of the {mode} table; choose from {list(known)}")
@@ -298,8 +416,12 @@ ATTEMPTS = {"nofb": 2, "fb": 3}  # attempts each evaluation mode makes
 
 
 def _arm_results(results_root: Path, arm: str, mode: str) -> list[dict]:
-    """Every seed's result file of `arm` in `mode`, in seed order; empty when the arm has not been run."""
-    return [json.loads(f.read_text()) for f in sorted((results_root / arm).glob(f"seed*/result_{mode}.json"))]
+    """Every seed's result file of `arm` in `mode`, in seed order (seed10 after seed9); empty when the arm has not been
+    run."""
+    files = sorted(
+        (results_root / arm).glob(f"seed*/result_{mode}.json"), key=lambda f: int(f.parent.name.removeprefix("seed"))
+    )
+    return [json.loads(f.read_text()) for f in files]
 
 
 def _arm_outcomes(results_root: Path, arm: str, mode: str) -> list[list[tuple[bool, ...]]]:
@@ -327,6 +449,109 @@ def _t_quantile(p: float, df: float) -> float:
         mid = (low + high) / 2
         low, high = (mid, high) if cdf(mid) < p else (low, mid)
     return (low + high) / 2
+
+
+# --- the primary interval: seeds, then problems ----------------------------------------------------------------------
+
+# Per problem, the value whose mean over problems is the statistic (a problem's outcomes `r`: one bool per attempt, the
+# last carried forward). "fixed / wrong@1" is a ratio of two means, not a mean, and has no entry.
+PER_PROBLEM = {
+    "acc@1": lambda r: r[0],
+    "succ@3": lambda r: r[-1],
+    "succ@3 − acc@1": lambda r: r[-1] - r[0],
+    "acc@t1": lambda r: r[0],
+    "acc@t2": lambda r: r[-1],
+    "Δ": lambda r: r[-1] - r[0],
+    "Δ i→c": lambda r: (not r[0]) and r[-1],
+    "Δ c→i": lambda r: r[0] and not r[-1],
+}
+
+
+def hierarchical_bootstrap(
+    arm: np.ndarray,
+    other: np.ndarray | None = None,
+    paired: bool = False,
+    resamples: int = 2000,
+    seed: int = 0,
+    resample_seeds: bool = True,
+) -> tuple[float, float, float]:
+    """The mean of `arm` (minus that of `other`) with a 95 % percentile interval that holds both sources of noise: which
+    seeds were run and which problems were drawn.
+
+    `arm` and `other` are (seeds, problems) arrays of per-problem values (`PER_PROBLEM`), the same problems in the same
+    columns. The point is the mean over seeds of each seed's mean over problems. Each resample draws the problems with
+    replacement once, then each arm's seeds with replacement, and takes the mean over the drawn seeds of each drawn
+    seed's mean over the drawn problems. The problem draw is shared by every seed and both arms: problems are crossed
+    with seeds (every seed is evaluated on the same problems), so a fresh problem draw per seed would average the
+    problems' difficulty out over the seeds and understate it. `paired` (two arms whose same seed index shares a start,
+    e.g. an arm and the warm-up it starts from) draws the same seed indices for both arms, so what a seed's start adds
+    cancels in the difference; it needs equal seed counts. With `resample_seeds=False` only problems are resampled (the
+    paired bootstrap over problems, seeds fixed); with all seeds equal the two give the same interval.
+
+    Pure: numpy only, its own generator (`seed`); the same arguments give the same interval.
+    """
+    arrays = [np.asarray(arm, dtype=float)] + ([] if other is None else [np.asarray(other, dtype=float)])
+    if any(a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1 for a in arrays):
+        raise ValueError("hierarchical_bootstrap needs (seeds, problems) arrays with at least one of each")
+    if len({a.shape[1] for a in arrays}) != 1:
+        raise ValueError(f"the arms have different problem counts: {[a.shape[1] for a in arrays]}")
+    if paired and (other is None or arrays[0].shape[0] != arrays[1].shape[0]):
+        raise ValueError(
+            "paired by seed needs two arms with the same number of seeds; got " + str([a.shape[0] for a in arrays])
+        )
+    n = arrays[0].shape[1]
+    rng = np.random.default_rng(seed)
+    problems = rng.integers(0, n, size=(resamples, n))
+    draws = []
+    seed_draw = None
+    for values in arrays:
+        per_seed = values[:, problems].mean(axis=2)  # (seeds, resamples): each seed on the drawn problems
+        count = values.shape[0]
+        if resample_seeds:
+            if seed_draw is None or not paired:
+                seed_draw = rng.integers(0, count, size=(resamples, count))
+            per_seed = per_seed[seed_draw, np.arange(resamples)[:, None]].T  # (drawn seeds, resamples)
+        draws.append(per_seed.mean(axis=0))
+    point = float(arrays[0].mean() - (arrays[1].mean() if other is not None else 0.0))
+    ordered = np.sort(draws[0] - (draws[1] if other is not None else 0.0))
+    return point, float(ordered[int(0.025 * resamples)]), float(ordered[int(0.975 * resamples) - 1])
+
+
+def paired_by_seed(arm: str, other: str) -> bool:
+    """Whether two arms' same seed shares a start: one starts from the other, or both from the same trained arm."""
+    start, other_start = ARMS[arm][1], ARMS[other][1]
+    return start == other or other_start == arm or (start == other_start and start != "embedded")
+
+
+def _per_problem_values(results_root: Path, arm: str, mode: str, statistic: str) -> tuple[list[int], np.ndarray]:
+    """`arm`'s seeds and its (seeds, problems) array of `PER_PROBLEM[statistic]` in `mode`."""
+    results = _arm_results(results_root, arm, mode)
+    if not results:
+        raise FileNotFoundError(f"no {mode} results for arm '{arm}' under {results_root}")
+    if statistic == CHANGED:  # each problem's answers, one per attempt ("" without a boxed answer)
+        values = np.array([[float(len(a) > 1 and a[1] != a[0]) for a in r["answers"]] for r in results])
+        return [r.get("seed") for r in results], values
+    rows = [_outcomes(r["correct"], ATTEMPTS[mode]) for r in results]
+    values = np.array([[float(PER_PROBLEM[statistic](r)) for r in seed_rows] for seed_rows in rows])
+    return [r.get("seed") for r in results], values
+
+
+def compare_hierarchical(
+    results_root: Path, mode: str, arm: str, other: str, statistic: str | None = None, resamples: int = 2000
+) -> dict[str, object]:
+    """The primary interval of a comparison: `arm` − `other` on `statistic` (default the mode's revision gain) with
+    `hierarchical_bootstrap`, paired by seed when the arms share a start (`paired_by_seed`, on the same seeds)."""
+    statistic = _statistic(mode, statistic, hierarchical=True)
+    if statistic not in PER_PROBLEM and statistic != CHANGED:
+        raise ValueError(f"{statistic!r} is not a mean over problems; the hierarchical interval needs one")
+    (seeds, values), (other_seeds, other_values) = (
+        _per_problem_values(results_root, name, mode, statistic) for name in (arm, other)
+    )
+    paired = arm in ARMS and other in ARMS and paired_by_seed(arm, other)
+    if paired and seeds != other_seeds:
+        raise ValueError(f"'{arm}' and '{other}' share their starts but not their seeds ({seeds} vs {other_seeds})")
+    point, low, high = hierarchical_bootstrap(values, other_values, paired=paired, resamples=resamples)
+    return {"difference": point, "low": low, "high": high, "paired": paired}
 
 
 SEED_FREE = {"base"}  # greedy evaluation of the untrained model: its one seed has no seed-to-seed variance
@@ -378,12 +603,27 @@ PAIRS: list[tuple[str, str, str, str | None]] = [
     ("fb", "critique_grpo", "grpo", "acc@1"),
 ]
 GAIN_NAMES = {"fb": "succ@3 − acc@1, with feedback", "nofb": "Δ(t1,t2), no feedback"}
+# The comparisons recipes/PROTOCOL.md decides on, in its order (questions 1 and 2; question 3's pass@k needs
+# per-problem sample counts, which result files do not hold yet).
+PROTOCOL_PAIRS: list[tuple[str, str, str, str | None]] = [
+    ("fb", "warmup_fb+grpo", "warmup_fb", None),
+    ("fb", "warmup_fb+grpo", "warmup_fb", "succ@3"),
+    ("fb", "warmup_fb+ufo", "warmup_fb", None),
+    ("fb", "warmup_fb+ufo", "warmup_fb", "succ@3"),
+    ("fb", "warmup_fb+ufo", "warmup_fb+grpo", None),
+    ("fb", "warmup_fb+ufo", "warmup_fb+grpo", "succ@3"),
+    ("fb", "warmup_fb+critique_grpo", "warmup_fb", None),
+    ("fb", "warmup_fb+critique_grpo", "warmup_fb", "succ@3"),
+    ("nofb", "warmup+score", "warmup+naive", "changed@t2"),
+    ("nofb", "warmup+score", "warmup+naive", None),
+]
 
 
 def build_pairs_table(results_root: Path, pairs=PAIRS) -> str:
-    """`pairs` as one Markdown table: each difference with its interval over problems (`compare_arms`) and over seeds
-    (`compare_over_seeds`); a pair with an arm not yet run is listed below the table, one whose arm has a single seed
-    gets "-" over seeds."""
+    """`pairs` as one Markdown table: each difference with its primary interval (seeds, then problems:
+    `compare_hierarchical`, paired by seed where the arms share a start) and two secondary ones, over problems with the
+    seeds fixed (`compare_arms`) and over seeds (`compare_over_seeds`); a pair with an arm not yet run is listed below
+    the table, one whose arm has a single seed gets "-" over seeds."""
 
     def pct(x: float) -> str:
         return f"{100 * x:+.1f}"
@@ -393,16 +633,20 @@ def build_pairs_table(results_root: Path, pairs=PAIRS) -> str:
         return arm if arm in SEED_FREE else f"{arm} (seeds {seeds})"
 
     lines = [
-        "| comparison | statistic | over problems (paired bootstrap) | over seeds (Welch t) |",
-        "|---|---|---|---|",
+        "| comparison | statistic | **primary**: seeds, then problems (hierarchical bootstrap) | secondary: over "
+        "problems, seeds fixed (paired bootstrap) | secondary: over seeds (Welch t) |",
+        "|---|---|---|---|---|",
     ]
     missing = []
     for mode, arm, other, statistic in pairs:
-        try:
-            point, low, high = compare_arms(results_root, mode, arm, other, statistic=statistic)
-        except FileNotFoundError:
+        if not (_arm_results(results_root, arm, mode) and _arm_results(results_root, other, mode)):
             missing.append(f"{mode}:{arm},{other}")
             continue
+        try:
+            point, low, high = compare_arms(results_root, mode, arm, other, statistic=statistic)
+            over_problems = f"{pct(point)} [{pct(low)}, {pct(high)}]"
+        except ValueError:  # a statistic only the hierarchical interval reads (changed@t2)
+            over_problems = "-"
         try:
             seeds = compare_over_seeds(results_root, mode, arm, other, statistic=statistic)
             over_seeds = (
@@ -410,9 +654,15 @@ def build_pairs_table(results_root: Path, pairs=PAIRS) -> str:
             )
         except ValueError:  # an arm with one seed
             over_seeds = "-"
+        try:
+            both = compare_hierarchical(results_root, mode, arm, other, statistic=statistic)
+            primary = f"{pct(both['difference'])} [{pct(both['low'])}, {pct(both['high'])}]"
+            primary += " (paired by seed)" if both["paired"] else ""
+        except ValueError as exc:  # a ratio statistic, or arms that share starts but not seeds
+            primary = f"- ({exc})"
         shown = f"{statistic} (`--statistic {statistic}`)" if statistic else GAIN_NAMES[mode]
         lines.append(
-            f"| {named(arm, mode)} − {named(other, mode)} | {shown} | {pct(point)} [{pct(low)}, {pct(high)}] | {over_seeds} |"
+            f"| {named(arm, mode)} − {named(other, mode)} | {shown} | {primary} | {over_problems} | {over_seeds} |"
         )
     if missing:
         lines += ["", "Not yet comparable (an arm has no results): " + ", ".join(missing)]
@@ -422,8 +672,9 @@ def build_pairs_table(results_root: Path, pairs=PAIRS) -> str:
 def build_table(results_root: Path) -> str:
     lines = [
         f"Greedy, {EVAL_PROBLEMS} held-out bundled problems (levels {'-'.join(LEVELS)}), the same for every arm. Each cell: mean over "
-        "seeds [95 % percentile-bootstrap interval over problems, 2000 resamples, the same resampled problems for every "
-        f"seed], in %. Assembled by `python recipes/reproduce.py table` from `{_shown(results_root)}/`.",
+        "seeds [secondary interval: 95 % percentile bootstrap over problems with the seeds fixed, 2000 resamples, the "
+        "same resampled problems for every seed], in %. The primary interval of a comparison, seeds then problems, is in "
+        f"`pairs`. Assembled by `python recipes/reproduce.py table` from `{_shown(results_root)}/`.",
         "",
     ]
     missing = []
@@ -526,6 +777,21 @@ def training_table(results_root: Path) -> list[str]:
     ]
 
 
+def _parse_prompts(spec: str | None, parser: argparse.ArgumentParser) -> dict[str, int]:
+    """`--prompts 4,warmup_fb+grpo=8` -> {"*": 4, "warmup_fb+grpo": 8}."""
+    out: dict[str, int] = {}
+    for part in (spec or "").split(","):
+        if not part:
+            continue
+        arm, _, count = part.rpartition("=")
+        if arm and arm not in ARMS:
+            parser.error(f"--prompts: unknown arm {arm!r}")
+        if not count.isdigit() or int(count) < 1:
+            parser.error(f"--prompts: {part!r} is not a positive prompt count")
+        out[arm or "*"] = int(count)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("run", "table", "compare", "pairs"))
@@ -539,21 +805,56 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--over",
-        choices=("problems", "seeds"),
-        default="problems",
-        help="compare: the interval's resampling unit: problems (paired bootstrap) or seeds (Welch t-interval)",
+        choices=("hierarchical", "problems", "seeds"),
+        default="hierarchical",
+        help="compare: the interval: hierarchical (primary: seeds, then problems), problems (secondary: paired "
+        "bootstrap, seeds fixed) or seeds (secondary: Welch t-interval)",
     )
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from: {', '.join(ARMS)}")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument(
-        "--out", default=None, help="default outputs/reproduce (levels 1,2), else outputs/reproduce-l<levels>"
-    )
+    parser.add_argument("--out", default=None, help="models and logs; default outputs/<results>-l<levels>")
     parser.add_argument("--levels", default="1,2", help="bundled arithmetic levels of training and evaluation")
     parser.add_argument("--write", default=None, help="also write the table to this Markdown file")
+    parser.add_argument(
+        "--results",
+        default="reproduce-v2",
+        help="result set: recipes/results/<results>-l<levels>/ (reproduce-v2: expression-disjoint splits; reproduce: "
+        "the runs on the earlier splits, which shared expressions between train and test)",
+    )
+    parser.add_argument("--pairs", choices=("results", "protocol"), default="results", help="pairs: which comparisons")
+    parser.add_argument("--steps", type=int, default=None, help="run: optimizer steps of every RL arm")
+    parser.add_argument(
+        "--prompts",
+        default=None,
+        help="run: prompts a step of every RL arm (the batch is prompts x the arm's group size), with per-arm "
+        "exceptions: 4,warmup_fb+grpo=8",
+    )
+    parser.add_argument(
+        "--checkpoint_steps",
+        type=int,
+        default=10,
+        help="run: save a checkpoint every N steps to resume from (0: none)",
+    )
+    parser.add_argument("--train_args", default="", help='run: extra training flags, e.g. "--dtype bfloat16"')
+    parser.add_argument(
+        "--pass_k", type=int, default=0, help="run: also evaluate pass@k, k = 1, 2, 4, ... up to N samples a problem"
+    )
+    parser.add_argument("--pass_k_temperature", type=float, default=0.7, help="run: sampling temperature of pass@k")
     args = parser.parse_args(argv)
     LEVELS[:] = args.levels.split(",")
-    default_out = "outputs/reproduce" if LEVELS == ["1", "2"] else f"outputs/reproduce-l{''.join(LEVELS)}"
-    out = (ROOT / (args.out or default_out)).resolve()
+    RUN.update(
+        steps=args.steps,
+        prompts=_parse_prompts(args.prompts, parser),
+        checkpoint_steps=args.checkpoint_steps,
+        train_args=shlex.split(args.train_args),
+        results=args.results,
+    )
+    if args.pass_k:
+        ks = [str(2**i) for i in range(args.pass_k.bit_length()) if 2**i <= args.pass_k]
+        ks += [] if ks[-1] == str(args.pass_k) else [str(args.pass_k)]
+        MODES["passk"] = ["--eval_attempts", "1", "--eval_num_samples", str(args.pass_k), "--eval_pass_k", *ks,
+                          "--eval_sample_temperature", str(args.pass_k_temperature)]  # fmt: skip
+    out = (ROOT / (args.out or f"outputs/{args.results}-l{''.join(LEVELS)}")).resolve()
     if args.command == "run":
         arms = [a for a in args.arms.split(",") if a]
         unknown = [a for a in arms if a not in ARMS]
@@ -570,7 +871,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[failed] {arm} seed {seed}: {exc}", flush=True)
                     (out / arm / f"seed{seed}" / "FAILED").write_text(str(exc) + "\n")
     if args.command == "pairs":
-        print(build_pairs_table(results_dir()))
+        print(build_pairs_table(results_dir(), PROTOCOL_PAIRS if args.pairs == "protocol" else PAIRS))
         return 0
     if args.command == "compare":
         if not args.compare or ":" not in args.compare or args.compare.count(",") != 1:
@@ -583,11 +884,17 @@ def main(argv: list[str] | None = None) -> int:
             for name, values in result["per_seed"].items():
                 print(f"{name}: " + ", ".join(f"{100 * v:+.1f}" for v in values) + " (per seed)")
             print(f"{shown} ({mode}): {arm} − {other} = {100 * result['difference']:+.1f} [{100 * result['low']:+.1f}, "
-                  f"{100 * result['high']:+.1f}] (95 % Welch t-interval over seeds, df {result['df']:.1f})")  # fmt: skip
+                  f"{100 * result['high']:+.1f}] (secondary: 95 % Welch t-interval over seeds, df {result['df']:.1f})")  # fmt: skip
+            return 0
+        if args.over == "hierarchical":
+            result = compare_hierarchical(results_dir(), mode, arm, other, statistic=args.statistic)
+            paired = ", paired by seed" if result["paired"] else ""
+            print(f"{shown} ({mode}): {arm} − {other} = {100 * result['difference']:+.1f} [{100 * result['low']:+.1f}, "
+                  f"{100 * result['high']:+.1f}] (primary: 95 % hierarchical bootstrap, seeds then problems{paired})")  # fmt: skip
             return 0
         point, low, high = compare_arms(results_dir(), mode, arm, other, statistic=args.statistic)
         print(f"{shown} ({mode}): {arm} − {other} = {100 * point:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] "
-              "(paired, 95 % bootstrap over problems)")  # fmt: skip
+              "(secondary: paired, 95 % bootstrap over problems, seeds fixed)")  # fmt: skip
         return 0
     table = build_table(results_dir())
     print(table)

@@ -1,24 +1,32 @@
-"""A bundled, deterministic generator of arithmetic word problems, from single-digit sums to two-step stories.
+"""A bundled, deterministic generator of arithmetic word problems, from sums within 20 to two-step stories.
 
 Every number in a question is an operand of its `expression`, and no other digits appear, so a verifier can trust
 that the text states the whole problem. Generation uses only string-seeded `random.Random` streams (SHA-512 based),
 never the global RNG or salted `hash()`, so the same arguments give the same problems in every process.
+
+Train and test splits are disjoint by arithmetic, not only by wording: `expression_key` maps a problem's expression
+to a canonical form (sums and products flattened, their terms sorted: `3 + 5`, `5 + 3` and `(3 + 5)` are one key), and
+no key of the test split occurs in the train split (`make_splits`, `split_report`).
 """
 
 from __future__ import annotations
 
+import ast
+import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+logger = logging.getLogger(__name__)
+
 LEVELS = (1, 2, 3, 4, 5)
 
 _LEVEL_DESCRIPTIONS = {
-    1: "single-digit addition (a + b with a, b in 1-9)",
-    2: "single-digit addition or subtraction with a non-negative result",
+    1: "addition within 20 (a + b with a, b >= 1 and a + b <= 20)",
+    2: "addition or subtraction within 20 with a non-negative result",
     3: "two-digit addition or subtraction (10-99) with a non-negative result",
-    4: "two-digit plus or minus one-digit with a carry or borrow, or one-digit times one-digit",
+    4: "two-digit plus or minus one-digit with a carry or borrow, or one-digit times a number with a product <= 99",
     5: "two-step problems with small numbers (a + b - c, a - b + c, a + b + c, a * b + c, a * b - c, (a + b) * c)",
 }
 
@@ -34,6 +42,50 @@ class Problem:
     answer: int
     level: int
     expression: str
+
+    @property
+    def key(self) -> str:
+        """The canonical form of the arithmetic (`expression_key`): equal for the same sum in any order or wording."""
+        return expression_key(self.expression)
+
+
+def expression_key(expression: str) -> str:
+    """A canonical form of an arithmetic expression over +, -, * and integers, independent of wording and order.
+
+    A chain of additions and subtractions becomes its signed terms, sorted; a chain of multiplications its factors,
+    sorted; nested chains are canonical in turn. So `3 + 5`, `5 + 3` and `(5 + 3)` share the key `(+3 +5)`,
+    `9 - 2 + 4` and `4 + 9 - 2` share `(+4 +9 -2)`, `3 * 4 + 2` and `2 + 4 * 3` share `(+(3*4) +2)`; `9 - 2` and
+    `2 - 9` stay apart. A subtraction of a sum flips its terms' signs (`9 - (2 + 3)` = `(+9 -2 -3)`).
+    """
+    tree = ast.parse(expression.strip(), mode="eval").body
+
+    def terms(node: ast.AST, sign: str) -> list[str]:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
+            flipped = sign if isinstance(node.op, ast.Add) else ("-" if sign == "+" else "+")
+            return terms(node.left, sign) + terms(node.right, flipped)
+        return [sign + canonical(node)]
+
+    def factors(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+            return factors(node.left) + factors(node.right)
+        return [canonical(node)]
+
+    def canonical(node: ast.AST) -> str:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return str(node.value)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
+            return "(" + " ".join(sorted(terms(node, "+"), key=_term_order)) + ")"
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+            return "(" + "*".join(sorted(factors(node), key=_term_order)) + ")"
+        raise ValueError(f"not an expression over +, -, * and integers: {expression!r}")
+
+    return canonical(tree)
+
+
+def _term_order(term: str) -> tuple[int, int, str]:
+    """Positive terms first, then numbers in numeric order, then nested chains by text."""
+    sign, body = (term[0], term[1:]) if term[:1] in "+-" else ("+", term)
+    return (sign == "-", int(body) if body.isdigit() else 10**9, body)
 
 
 # --- vocabulary -------------------------------------------------------------------------------------------------
@@ -390,20 +442,41 @@ def _check_level(level: int) -> None:
         raise ValueError(f"Unknown arithmetic level {level!r}; valid levels are 1-5.")
 
 
-def _add_or_sub(rng: random.Random, low: int, high: int) -> tuple[str, tuple[int, ...]]:
+def _sum_within(rng: random.Random, total: int) -> tuple[int, int]:
+    """(a, b) uniform over the ordered pairs with a, b >= 1 and a + b <= `total` (rejection sampling)."""
+    while True:
+        a, b = rng.randint(1, total - 1), rng.randint(1, total - 1)
+        if a + b <= total:
+            return a, b
+
+
+def _add_or_sub(rng: random.Random, low: int, high: int, sum_cap: int | None = None) -> tuple[str, tuple[int, ...]]:
+    """A sum of two numbers in [low, high] (within `sum_cap` when given), or a difference a - b >= 0."""
     kind = rng.choice(("add", "sub"))
     if kind == "add":
-        return kind, (rng.randint(low, high), rng.randint(low, high))
+        return kind, _sum_within(rng, sum_cap) if sum_cap else (rng.randint(low, high), rng.randint(low, high))
     a = rng.randint(low + 1, high)  # no "1 cookie ... ate 1 of them"
     return kind, (a, rng.randint(low, a))
+
+
+# Levels 1-2 are sums and differences within 20, level 4's products a * b with a in 2-9 and a * b <= 99: the single-digit
+# spaces they replaced held 45 and 89 distinct sums / differences and 36 products, fewer than a leak-free split of the
+# recipes' sizes needs (`split_report` counts what a split holds).
+_WITHIN = 20
+_MAX_PRODUCT = 99
+
+# Test problems reserved per level (see `make_splits`): enough for the recipes' test splits (levels 1-2: up to 64
+# problems over two levels; levels 3-5: recipes/reproduce.py's 160 over two levels), a small share of a level's space
+# where it is small (level 1 holds 100 expressions, level 2 309, among them all of level 1's sums).
+RESERVED_TEST = {1: 32, 2: 32, 3: 80, 4: 80, 5: 80}
 
 
 def _operands(rng: random.Random, level: int) -> tuple[str, tuple[int, ...]]:
     """The operation kind and operands for one problem of `level`."""
     if level == 1:
-        return "add", (rng.randint(1, 9), rng.randint(1, 9))
+        return "add", _sum_within(rng, _WITHIN)
     if level == 2:
-        return _add_or_sub(rng, 1, 9)
+        return _add_or_sub(rng, 1, _WITHIN, sum_cap=_WITHIN)
     if level == 3:
         return _add_or_sub(rng, 10, 99)
     if level == 4:
@@ -414,7 +487,8 @@ def _operands(rng: random.Random, level: int) -> tuple[str, tuple[int, ...]]:
         if kind == "sub":  # the ones digit borrows
             ones = rng.randint(0, 8)
             return kind, (10 * rng.randint(1, 9) + ones, rng.randint(ones + 1, 9))
-        return kind, (rng.randint(2, 9), rng.randint(2, 9))
+        a = rng.randint(2, 9)  # groups of a one-digit count; the product stays two-digit
+        return kind, (a, rng.randint(2, _MAX_PRODUCT // a))
     kind = rng.choice(_TWO_STEP_KINDS)
     if kind == "add_sub":
         a, b = rng.randint(2, 20), rng.randint(2, 20)
@@ -473,27 +547,43 @@ def generate_problems(level: int, n: int, seed: int) -> list[Problem]:
 
 
 def _draw_unique(
-    rng: random.Random, level: int, n: int, seen: set[str], forbidden: frozenset[str] = frozenset()
+    rng: random.Random,
+    level: int,
+    n: int,
+    seen_keys: set[str],
+    seen_questions: set[str],
+    forbidden_keys: frozenset[str] = frozenset(),
 ) -> list[Problem]:
-    """`n` problems of `level` whose questions are new to `seen` (which is updated) and never in `forbidden`.
+    """`n` problems of `level` whose arithmetic (`Problem.key`) is never in `forbidden_keys` and is new to
+    `seen_keys` while the level has new arithmetic left; `seen_keys` and `seen_questions` are updated.
 
-    A question already in `seen` is repeated only once `_MAX_TRIES` draws in a row found nothing new.
+    Once `_MAX_TRIES` draws in a row found no new key, the level's space counts as exhausted: later problems repeat an
+    expression under a question not yet used (a new wording), and a question is repeated only when `_MAX_TRIES` draws
+    found no new wording either. A level with no key outside `forbidden_keys` is an error.
     """
     out: list[Problem] = []
+    exhausted = False
     for _ in range(n):
-        fallback = None
+        new_wording = any_allowed = None
         for _ in range(_MAX_TRIES):
             problem = generate_problem(rng, level)
-            if problem.question in forbidden:
+            key = problem.key
+            if key in forbidden_keys:
                 continue
-            if problem.question not in seen:
+            if not exhausted and key not in seen_keys:
                 break
-            fallback = fallback or problem
+            if problem.question not in seen_questions:
+                new_wording = new_wording or problem
+                if exhausted:
+                    break
+            any_allowed = any_allowed or problem
         else:
-            if fallback is None:
-                raise ValueError(f"Level {level} has no question left outside the other split; use fewer problems.")
-            problem = fallback
-        seen.add(problem.question)
+            exhausted = True
+            problem = new_wording or any_allowed
+            if problem is None:
+                raise ValueError(f"Level {level} has no expression left outside the other split; use fewer problems.")
+        seen_keys.add(problem.key)
+        seen_questions.add(problem.question)
         out.append(problem)
     return out
 
@@ -510,10 +600,17 @@ def _interleave(groups: Sequence[Sequence[Problem]]) -> list[Problem]:
 def make_splits(
     levels: Sequence[int] = (1, 2), train_size: int = 512, eval_size: int = 64, seed: int = 0
 ) -> dict[str, list[Problem]]:
-    """Disjoint `train` and `test` problem lists, spread evenly (round-robin) over `levels`.
+    """Train and test problem lists, disjoint by arithmetic (`expression_key`), spread evenly (round-robin) over
+    `levels`.
 
-    The test split comes first from its own seed stream; the train split skips every test question. Questions repeat
-    within a split only when a level's unique space is exhausted.
+    The test split comes first from its own seed stream, one expression per problem while the levels have new ones:
+    each level draws a pool of `RESERVED_TEST[level]` problems (more when its share of `eval_size` is larger) and the
+    test split takes the first of them, so a smaller `eval_size` gives a prefix of a larger one's test problems per
+    level. The train split never uses an expression of the pool (in any level, order or wording), so the train split
+    is the same for every `eval_size` within the reserve, and rows built from one recipe's train split (revision data,
+    say) never hold a test expression of a recipe with another `eval_size` within it. Train repeats an expression,
+    under a new wording, only once its level has no new one left. `split_report` counts what each split
+    holds; when the train split repeats expressions, a warning says how many distinct ones it has.
     """
     levels = tuple(dict.fromkeys(levels))
     if not levels:
@@ -524,18 +621,66 @@ def make_splits(
         if size <= 0:
             raise ValueError(f"`{name}` must be positive; got {size}.")
 
-    seen: set[str] = set()
-    test = [
-        _draw_unique(random.Random(f"selfcorrect-arithmetic-{seed}-test-{level}"), level, count, seen)
+    keys: set[str] = set()
+    questions: set[str] = set()
+    pools = [  # each level's test problems are the first of its reserved pool, which train never touches
+        _draw_unique(
+            random.Random(f"selfcorrect-arithmetic-{seed}-test-{level}"),
+            level,
+            max(count, RESERVED_TEST[level]),
+            keys,
+            questions,
+        )
         for level, count in zip(levels, _shares(eval_size, len(levels)))
     ]
-    test_questions = frozenset(seen)
-    seen = set()
+    test = [pool[:count] for pool, count in zip(pools, _shares(eval_size, len(levels)))]
+    test_keys = frozenset(keys)
+    keys, questions = set(), set()
     train = [
-        _draw_unique(random.Random(f"selfcorrect-arithmetic-{seed}-train-{level}"), level, count, seen, test_questions)
+        _draw_unique(
+            random.Random(f"selfcorrect-arithmetic-{seed}-train-{level}"), level, count, keys, questions, test_keys
+        )
         for level, count in zip(levels, _shares(train_size, len(levels)))
     ]
-    return {"train": _interleave(train), "test": _interleave(test)}
+    splits = {"train": _interleave(train), "test": _interleave(test)}
+    report = split_report(splits)
+    for name in ("train", "test"):
+        if report[name]["expressions"] < report[name]["problems"]:
+            logger.warning(
+                "bundled arithmetic levels %s: the %s split's %d problems hold %d distinct expressions (by level: %s); "
+                "none is in the other split",
+                ",".join(map(str, levels)),
+                name,
+                report[name]["problems"],
+                report[name]["expressions"],
+                ", ".join(f"{lv}: {c['expressions']} of {c['problems']}" for lv, c in report[name]["levels"].items()),
+            )
+    return splits
+
+
+def split_report(splits: dict[str, Sequence[Problem]]) -> dict[str, Any]:
+    """What `make_splits`'s splits hold: per split the problems, distinct questions and distinct expressions (by
+    `expression_key`), overall and per level, and `shared_expressions`: test expressions also in train (0 by
+    construction)."""
+    report: dict[str, Any] = {}
+    for name, problems in splits.items():
+        levels = sorted({p.level for p in problems})
+        report[name] = {
+            "problems": len(problems),
+            "questions": len({p.question for p in problems}),
+            "expressions": len({p.key for p in problems}),
+            "levels": {
+                level: {
+                    "problems": sum(p.level == level for p in problems),
+                    "expressions": len({p.key for p in problems if p.level == level}),
+                }
+                for level in levels
+            },
+        }
+    if "train" in splits and "test" in splits:
+        train_keys = {p.key for p in splits["train"]}
+        report["shared_expressions"] = sum(p.key in train_keys for p in splits["test"])
+    return report
 
 
 def to_records(problems: Iterable[Problem]) -> list[dict[str, Any]]:

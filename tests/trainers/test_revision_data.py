@@ -291,6 +291,34 @@ def test_command_samples_the_tiny_model(tmp_path, tiny_model_dir):
         main(args + ["--source", "self", "--revision_max_new_tokens", "4", "--output_dir", str(tmp_path / "none")])
 
 
+@pytest.mark.parametrize("levels, eval_size", [([1, 2], 64), ([3, 4], 160)])
+def test_command_draws_from_the_train_split_only(tmp_path, levels, eval_size):
+    """Every row of `selfcorrect revision-data` is a training problem, and none shares its arithmetic (by
+    `expression_key`) with a test problem of the recipe's split, at the sizes the recipes and reproduce.py use."""
+    from selfcorrect.data.arithmetic import make_splits
+
+    recipe = _recipe(
+        tmp_path,
+        "/nonexistent/model",
+        arithmetic_levels=levels,
+        arithmetic_train_size=512,
+        arithmetic_eval_size=eval_size,
+    )
+    out = tmp_path / "gold"
+    counts = main(["--config", str(recipe), "--output_dir", str(out), "--feedback", "unary"])
+    rows = [json.loads(line) for line in (out / "sft.jsonl").read_text().splitlines()]
+    assert counts["problems"] == 512 and len(rows) == counts["rows"] > 0
+    splits = make_splits(levels=levels, train_size=512, eval_size=eval_size)
+    train = {p.question: p for p in splits["train"]}
+    test_keys = {p.key for p in splits["test"]}
+    test_questions = [p.question for p in splits["test"]]
+    for row in rows:
+        user = row["prompt"][1]["content"]
+        (question,) = [q for q in train if q in user]
+        assert train[question].key not in test_keys and str(train[question].answer) == row["solution"]
+        assert not any(q in user for q in test_questions)
+
+
 # --- bad input -------------------------------------------------------------------------------------------------------
 
 

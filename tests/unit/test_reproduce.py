@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.helpers import load_script
@@ -108,21 +110,27 @@ def test_compare_over_seeds_is_welchs_interval_on_per_seed_values(reproduce, tmp
         reproduce.compare_over_seeds(tmp_path, "fb", "a", "b", statistic="Δ")
     monkeypatch.setattr(reproduce, "results_dir", lambda: tmp_path)
     assert reproduce.main(["compare", "--compare", "fb:a,b", "--over", "seeds"]) == 0
-    assert "a − b = +25.0 [-292.7, +342.7] (95 % Welch t-interval over seeds, df 1.0)" in capsys.readouterr().out
+    assert (
+        "a − b = +25.0 [-292.7, +342.7] (secondary: 95 % Welch t-interval over seeds, df 1.0)"
+        in capsys.readouterr().out
+    )
 
 
 def test_pairs_table_gives_both_intervals_and_lists_what_is_missing(reproduce, tmp_path):
     _write_fb_results(tmp_path)
     pairs = [("fb", "a", "b", None), ("fb", "a", "c", None), ("fb", "a", "d", None), ("fb", "a", "b", "succ@3")]
     table = reproduce.build_pairs_table(tmp_path, pairs).splitlines()
+    assert table[0].startswith(
+        "| comparison | statistic | **primary**: seeds, then problems (hierarchical bootstrap) |"
+    )
+    assert "| secondary: over problems, seeds fixed (paired bootstrap) | secondary: over seeds (Welch t) |" in table[0]
     assert table[2].startswith("| a (seeds 0,1) − b (seeds 0,1) | succ@3 − acc@1, with feedback | +25.0 [")
     assert table[2].endswith("| +25.0 [-292.7, +342.7] (df 1.0) |")  # the Welch interval of the test above
     assert table[3].startswith("| a (seeds 0,1) − c (seeds 0) |") and table[3].endswith("| - |")  # c: one seed
-    # succ@3: a 1 and 1/2, b 1/2 and 1 -> 0; over seeds se = sqrt(2 * 1/8 / 2) = 0.354, df 2, t 4.303: +-152.1
-    assert (
-        table[4]
-        == "| a (seeds 0,1) − b (seeds 0,1) | succ@3 (`--statistic succ@3`) | +0.0 [+0.0, +0.0] | +0.0 [-152.1, +152.1] (df 2.0) |"
-    )
+    # succ@3: a 1 and 1/2, b 1/2 and 1 -> 0; over seeds se = sqrt(2 * 1/8 / 2) = 0.354, df 2, t 4.303: +-152.1;
+    # over problems 0 in every resample (each problem is right in one seed of each arm); with seeds resampled it is not
+    assert table[4].startswith("| a (seeds 0,1) − b (seeds 0,1) | succ@3 (`--statistic succ@3`) | +0.0 [-")
+    assert table[4].endswith("| +0.0 [+0.0, +0.0] | +0.0 [-152.1, +152.1] (df 2.0) |")
     assert table[-1] == "Not yet comparable (an arm has no results): fb:a,d"
 
 
@@ -153,3 +161,167 @@ def test_training_table_counts_groups_without_signal(reproduce, tmp_path):
     assert row == "| score | 0,1 | 4 | 34.4 | 56 | 38 | 38 | 85 | — |"
     assert not any(line.startswith("| warmup") for line in lines)
     assert reproduce.training_table(tmp_path / "nothing") == []
+
+
+# --- the primary interval: hierarchical bootstrap (seeds, then problems) ----------------------------------------------
+
+
+def test_hierarchical_bootstrap_on_hand_examples(reproduce):
+    boot = reproduce.hierarchical_bootstrap
+    # one seed, two problems worth 0 and 1: a resample's mean is 0, 1/2 or 1 with chances 1/4, 1/2, 1/4
+    assert boot([[0.0, 1.0]]) == (0.5, 0.0, 1.0)
+    # two seeds without problem noise (1 on every problem, 0 on every problem): only the seeds move the mean
+    assert boot([[1.0, 1.0], [0.0, 0.0]]) == (0.5, 0.0, 1.0)
+    assert boot([[1.0, 1.0], [0.0, 0.0]], resample_seeds=False) == (0.5, 0.5, 0.5)  # the interval over problems
+    # two arms whose same seed differs by exactly 1/2 while the seeds differ by 1/2: paired by seed the start's effect
+    # cancels; unpaired, a's mean (1, 3/4 or 1/2) minus b's (1/2, 1/4 or 0) spans 0 to 1
+    a, b = [[1.0, 1.0], [0.5, 0.5]], [[0.5, 0.5], [0.0, 0.0]]
+    assert boot(a, b, paired=True) == (0.5, 0.5, 0.5)
+    assert boot(a, b) == (0.5, 0.0, 1.0)
+
+
+def test_hierarchical_bootstrap_reduces_to_the_problem_bootstrap_when_seeds_agree(reproduce):
+    rng = np.random.default_rng(5)
+    arm, other = (rng.integers(0, 2, size=60).astype(float) for _ in "ab")
+    arms = np.tile(arm, (3, 1)), np.tile(other, (3, 1))  # three identical seeds each
+    hierarchical = reproduce.hierarchical_bootstrap(*arms)
+    over_problems = reproduce.hierarchical_bootstrap(*arms, resample_seeds=False)
+    assert hierarchical == pytest.approx(over_problems, abs=1e-12)
+    assert over_problems == pytest.approx(reproduce.hierarchical_bootstrap(arm[None], other[None]), abs=1e-12)
+    assert over_problems[1] < over_problems[0] < over_problems[2]
+
+
+def test_hierarchical_bootstrap_is_wider_with_seed_spread_and_deterministic(reproduce):
+    rng = np.random.default_rng(0)
+    rates = [0.2, 0.6, 0.35, 0.5]  # seeds that disagree, 160 problems each
+    arm = np.array([rng.random(160) < rate for rate in rates], dtype=float)
+    other = np.array([rng.random(160) < 0.3 for _ in rates], dtype=float)
+    point, low, high = reproduce.hierarchical_bootstrap(arm, other)
+    _, p_low, p_high = reproduce.hierarchical_bootstrap(arm, other, resample_seeds=False)
+    assert point == pytest.approx(arm.mean() - other.mean())
+    assert low < p_low < point < p_high < high  # holds both noises: wider than the interval over problems
+    assert reproduce.hierarchical_bootstrap(arm, other) == (point, low, high)  # a fixed generator
+    assert reproduce.hierarchical_bootstrap(arm, other, seed=1) != (point, low, high)
+    with pytest.raises(ValueError, match="same number of seeds"):
+        reproduce.hierarchical_bootstrap(arm, other[:3], paired=True)
+    with pytest.raises(ValueError, match="different problem counts"):
+        reproduce.hierarchical_bootstrap(arm, other[:, :100])
+
+
+def test_compare_hierarchical_pairs_arms_that_share_a_start(reproduce, tmp_path):
+    assert reproduce.paired_by_seed("warmup_fb+ufo", "warmup_fb") and reproduce.paired_by_seed(
+        "warmup", "warmup+score"
+    )
+    assert not reproduce.paired_by_seed("warmup_fb", "grpo")  # both from the embedded model: no shared trained start
+    runs = {  # gains succ@3 - acc@1: warmup_fb+ufo 1/2 (seed 0) and 0 (seed 1), warmup_fb 0 and 0
+        ("warmup_fb+ufo", 0): [[False, True], [True]],
+        ("warmup_fb+ufo", 1): [[False, False, False], [True]],
+        ("warmup_fb", 0): [[False, False, False], [True]],
+        ("warmup_fb", 1): [[False, False, False], [False, False, False]],
+    }
+    _write_fb_results(tmp_path, runs)
+    result = reproduce.compare_hierarchical(tmp_path, "fb", "warmup_fb+ufo", "warmup_fb")
+    # per seed a - b: seed 0 1/2 - 0, seed 1 0 - 0; paired draws keep each seed's pair together
+    assert result["paired"] and result["difference"] == 0.25 and result["low"] <= 0.25 <= result["high"]
+    with pytest.raises(ValueError, match="not a mean over problems"):
+        reproduce.compare_hierarchical(tmp_path, "fb", "warmup_fb+ufo", "warmup_fb", statistic="fixed / wrong@1")
+    (tmp_path / "warmup_fb" / "seed1" / "result_fb.json").unlink()
+    _write_fb_results(tmp_path, {("warmup_fb", 2): [[True], [True]]})
+    with pytest.raises(ValueError, match=r"share their starts but not their seeds \(\[0, 1\] vs \[0, 2\]\)"):
+        reproduce.compare_hierarchical(tmp_path, "fb", "warmup_fb+ufo", "warmup_fb")
+
+
+def test_changed_at_t2_is_read_from_the_answers(reproduce, tmp_path):
+    """SCoRe's collapse measure: the share of second attempts whose answer differs from the first."""
+    for arm, seed, answers in (
+        ("warmup+score", 0, [["3", "4"], ["5", "5"], ["", "7"], ["2", "2"]]),  # 2 of 4 changed
+        ("warmup+naive", 0, [["3", "3"], ["5", "5"], ["", ""], ["2", "2"]]),  # none changed
+    ):
+        run = tmp_path / arm / f"seed{seed}"
+        run.mkdir(parents=True)
+        result = {"seed": seed, "correct": [[False, False]] * 4, "answers": answers}
+        (run / "result_nofb.json").write_text(json.dumps(result))
+    result = reproduce.compare_hierarchical(tmp_path, "nofb", "warmup+score", "warmup+naive", statistic="changed@t2")
+    assert result["paired"] and result["difference"] == 0.5 and result["low"] <= 0.5 <= result["high"]
+    with pytest.raises(ValueError, match="not a column of the nofb table"):
+        reproduce.compare_arms(tmp_path, "nofb", "warmup+score", "warmup+naive", statistic="changed@t2")
+    table = reproduce.build_pairs_table(tmp_path, [("nofb", "warmup+score", "warmup+naive", "changed@t2")])
+    assert table.splitlines()[2].endswith("(paired by seed) | - | - |")  # no secondary interval for it; one seed
+
+
+def test_budget_overrides_set_steps_and_prompts_of_rl_arms(reproduce):
+    flags = reproduce.budget_overrides("warmup_fb+ufo", steps=60, prompts=4)
+    assert flags[flags.index("--max_steps") + 1] == "60"
+    assert flags[flags.index("--per_device_train_batch_size") + 1] == "32"  # 4 prompts x ufo.yaml's 8 episodes
+    flags = reproduce.budget_overrides("warmup+score", steps=60, prompts=4)
+    assert flags[flags.index("--stage1_steps") + 1] == "20" and flags[flags.index("--max_steps") + 1] == "60"
+    naive = reproduce.budget_overrides("warmup+naive", steps=60, prompts=4)
+    assert "--stage1_steps" not in naive and naive[naive.index("--score_stage") + 1] == "2"
+    assert (
+        naive[naive.index("--alpha") + 1] == "0.0" and naive[naive.index("--per_device_train_batch_size") + 1] == "32"
+    )
+    grpo = reproduce.budget_overrides("warmup_fb+grpo", steps=60, prompts=8)
+    assert grpo[grpo.index("--per_device_train_batch_size") + 1] == "64"
+    assert reproduce.budget_overrides("warmup_fb", steps=60, prompts=4) == reproduce.WARMUP_TRAIN  # SFT: its own
+    assert reproduce.budget_overrides("grpo") == reproduce.GRPO_TRAIN
+    assert reproduce.paired_by_seed("warmup_fb+grpo", "warmup_fb+ufo")  # the same seed's warm-up under both
+
+
+def test_run_records_commands_machine_and_data_and_resumes(reproduce, tmp_path, monkeypatch):
+    """A fake pipeline (no model): the protocol's budget reaches the training command, checkpoints are on, the result
+    file names the commit, commands, machine and test split, and a second run skips what exists."""
+    calls = []
+
+    def fake_run(command, log):
+        calls.append(command)
+        out = Path(command[command.index("--output_dir") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        if command[3] == "revision-data":
+            (out / "sft.jsonl").write_text("{}\n")
+        elif command[3] == "train":
+            (out / "config.json").write_text("{}")
+        else:
+            (out / "eval").mkdir(exist_ok=True)
+            samples = [{"correct": [True], "answers": ["1"]}]
+            (out / "eval" / "eval.json").write_text(json.dumps({"metrics": {"acc_t1": 1.0}, "samples": samples}))
+        return 1.0
+
+    monkeypatch.setattr(reproduce, "_run", fake_run)
+    monkeypatch.setattr(reproduce, "results_dir", lambda: tmp_path / "results")
+    monkeypatch.setitem(reproduce.RUN, "steps", 60)
+    monkeypatch.setitem(reproduce.RUN, "prompts", {"*": 4})
+    monkeypatch.setitem(reproduce.RUN, "train_args", ["--dtype", "bfloat16"])
+    monkeypatch.setattr(reproduce, "LEVELS", ["3", "4"])
+    reproduce.run_arm(tmp_path / "out", "warmup_fb+ufo", 0)
+    trains = [c for c in calls if c[3] == "train"]
+    assert len(trains) == 2 and "--dataset_name" in trains[0]  # the warm-up first, from its revision data
+    ufo = trains[1]
+    for name, value in (("--max_steps", "60"), ("--per_device_train_batch_size", "32"), ("--save_strategy", "steps")):
+        assert ufo[ufo.index(name) + 1] == value
+    assert ufo[ufo.index("--save_steps") + 1] == "10" and ufo[ufo.index("--dtype") + 1] == "bfloat16"
+    assert ufo[ufo.index("--model_name_or_path") + 1] == str(tmp_path / "out" / "warmup_fb" / "seed0" / "model")
+    data = next(c for c in calls if c[3] == "revision-data")
+    assert data[data.index("--arithmetic_eval_size") + 1] == "160"  # the evaluation's split, so no test expression
+    result = json.loads((tmp_path / "results" / "warmup_fb+ufo" / "seed0" / "result_fb.json").read_text())
+    assert "--max_steps 60" in result["train_command"] and result["commit"]
+    assert set(result["machine"]) >= {"host", "cpu", "cpus", "torch", "trl"}
+    assert len(result["test_split_sha256"]) == 64
+    count = len(calls)
+    reproduce.run_arm(tmp_path / "out", "warmup_fb+ufo", 0)
+    assert len(calls) == count  # every result file exists: nothing reruns
+
+
+def test_prompts_option_and_checkpoints(reproduce, monkeypatch):
+    parser = reproduce.argparse.ArgumentParser()
+    assert reproduce._parse_prompts("4,warmup_fb+grpo=8", parser) == {"*": 4, "warmup_fb+grpo": 8}
+    with pytest.raises(SystemExit):
+        reproduce._parse_prompts("4,nope=8", parser)
+    flags = reproduce._train_common()
+    assert flags[flags.index("--save_strategy") + 1] == "steps" and flags[-4:] == [
+        "--save_steps",
+        "10",
+        "--save_total_limit",
+        "1",
+    ]
+    monkeypatch.setitem(reproduce.RUN, "checkpoint_steps", 0)
+    assert reproduce._train_common() == reproduce.COMMON
