@@ -290,7 +290,7 @@ def prepare_split(
 
 
 def _examples(golds: list[str], indices: list[int], count: int = 3) -> str:
-    return ", ".join(f"row {i}: {golds[i]!r:.60}" for i in indices[:count])
+    return ", ".join(f"row {i}: '{golds[i][:60]}'" for i in indices[:count])
 
 
 def _gold_report(
