@@ -293,8 +293,9 @@ def check_gold_answers(solutions: Sequence[Any]) -> list[int]:
 def accuracy_reward(
     completions: list, solution: list[str], judged_correct: list[bool | None] | None = None, **kwargs: Any
 ) -> list[float | None]:
-    """1.0 if the last `\\boxed{}` answer is equivalent to the gold `solution`, 0.0 if it is wrong, missing or empty,
-    None if the gold does not parse.
+    """1.0 if the last `\\boxed{}` answer is right for the gold `solution`, 0.0 if it is wrong, missing or empty,
+    None if the gold is unusable. Right: math-verify equivalence for number and expression golds, normalized string
+    match for text golds (`selfcorrect.answers`; see `verify_answer`).
 
     `judged_correct`: a multi-attempt trainer passes its judge's verdict on each attempt (math-verify already ran in
     the rollout, for early stop and feedback), and the reward is that verdict: math-verify runs once per attempt."""

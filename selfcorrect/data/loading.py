@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 BUNDLED_PREFIX = "bundled:"
 _FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+LONG_TEXT_GOLD_WORDS = 5  # longer text golds are reported: an exact string match of prose almost never happens
 _BUNDLED_SPLITS = {"train": "train", "test": "test", "eval": "test", "validation": "test"}
 
 
@@ -306,6 +307,13 @@ def _gold_report(
             "drop": "dropped (`text_gold: drop`)",
         }[data_args.text_gold]
         lines.append(f"  text gold answers: {what}; e.g. {_examples(golds, text, 2)}")
+        long = [i for i in text if len(golds[i].split()) > LONG_TEXT_GOLD_WORDS]
+        if long and data_args.text_gold == "match":
+            lines.append(
+                f"  WARNING: {len(long)} text gold answers have more than {LONG_TEXT_GOLD_WORDS} words (e.g. "
+                f"{_examples(golds, long, 1)}): a model rarely writes them verbatim, so they score 0 almost always. "
+                "Rewrite them as math, or drop them with `text_gold: drop`."
+            )
     if bad:
         lines.append(f"  unusable gold answers: {_examples(golds, bad, 2)}")
     names = {"gsm8k": "after ####", "boxed": "from \\boxed{}", "final": "as given", "last_number": "last number"}

@@ -166,10 +166,12 @@ def test_load_report_counts_gold_kinds_and_text_policy(tmp_path, capsys):
     assert "gold answers: 1 number, 2 expression, 3 text, 0 unusable" in out
     assert "compared by normalized string match, never as math" in out
     assert "answers read from 'solution' (solution_format: auto): 6 as given" in out
+    assert "WARNING: 1 text gold answers have more than 5 words (e.g. row 5: 'the sum of the first n" in out
 
     train, _ = load_datasets(DataArgs(dataset_name=path, text_gold="drop"), test=False)
     assert train["solution"] == ["42", "\\frac{n(n+1)}{2}", "\\{1, 2\\}"]
-    assert "3 text, 0 unusable" in capsys.readouterr().out  # counted, dropped or not
+    out = capsys.readouterr().out
+    assert "3 text, 0 unusable" in out and "dropped (`text_gold: drop`)" in out  # counted, dropped or not
     with pytest.raises(DataError, match=r"3 of 6 gold answers are text.*row 2: 'No'.*`text_gold: error`"):
         load_datasets(DataArgs(dataset_name=path, text_gold="error"), test=False)
 
