@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..answers import GOLD_KINDS
 from .formatting import build_prompt
 
 if TYPE_CHECKING:
@@ -299,7 +300,7 @@ def _gold_report(
 ) -> list[str]:
     """The gold lines of the load report: answers by kind, what happens to text and unusable ones, where answers came
     from."""
-    counts = ", ".join(f"{sum(k == kind for k in kinds)} {kind}" for kind in ("number", "expression", "text"))
+    counts = ", ".join(f"{sum(k == kind for k in kinds)} {kind}" for kind in GOLD_KINDS)
     lines = [f"  gold answers: {counts}, {len(bad)} unusable" + (" (dropped)" if bad else "")]
     if text:
         what = {

@@ -173,7 +173,9 @@ def test_fast_path_skips_the_worker_once_the_gold_is_known(monkeypatch):
 def test_long_answers_are_cut_to_their_last_1000_characters(monkeypatch):
     seen = []
     monkeypatch.setattr(
-        rewards, "_run_bounded", lambda fn, gold, answer, timeout_s: (seen.append(answer), (True, ["number", False]))[1]
+        rewards,
+        "_run_bounded",
+        lambda fn, gold, answer, timeout_s: (seen.append(answer), (True, ["number", False]))[1],
     )
     answer = "a" * 4000 + "b" * 1000
     assert verify_answer("5", answer) is False
