@@ -1,6 +1,6 @@
 """The math-verify worker: `python -m selfcorrect._verify_worker`, started by `selfcorrect.rewards`.
 
-Reads one JSON request per line on stdin (`{"op": "verify" | "gold_ok" | "warmup", "args": [...]}`) and writes one JSON
+Reads one JSON request per line on stdin (`{"op": "verify" | "classify" | "warmup", "args": [...]}`) and writes one JSON
 reply per line on stdout. math-verify runs here with its signal timeouts off; the parent bounds the time and kills this
 process if an answer takes too long.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import sys
 
-from selfcorrect.rewards import _gold_ok_worker, _verify_worker, _warmup_worker
+from selfcorrect.rewards import _classify_worker, _verify_worker, _warmup_worker
 
-OPS = {"verify": _verify_worker, "gold_ok": _gold_ok_worker, "warmup": _warmup_worker}
+OPS = {"verify": _verify_worker, "classify": _classify_worker, "warmup": _warmup_worker}
 
 
 def main() -> None:

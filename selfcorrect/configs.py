@@ -22,11 +22,14 @@ from typing import Any, Literal
 import yaml
 from trl import GRPOConfig, ModelConfig, TrlParser
 
-from .data.formatting import DEFAULT_ANSWER_FORMAT, DEFAULT_SYSTEM_PROMPT
+from .data.formatting import DEFAULT_ANSWER_FORMAT, DEFAULT_SYSTEM_PROMPT, SOLUTION_FORMATS
 
 
 class RecipeError(ValueError):
     """A recipe (YAML file or command-line override) is invalid; the message names the field and the fix."""
+
+
+TEXT_GOLD_POLICIES = ("match", "drop", "error")  # what the loader does with text gold answers (`text_gold`)
 
 
 @dataclass
@@ -54,7 +57,42 @@ class DataArgs:
         default="problem",
         metadata={"help": "Column with the question: plain text, or a list of chat messages (used as is)."},
     )
-    solution_column: str = field(default="solution", metadata={"help": "Column with the gold final answer."})
+    solution_column: str = field(
+        default="solution", metadata={"help": "Column with the gold final answer (or a solution holding it)."}
+    )
+    solution_format: str = field(
+        default="auto",
+        metadata={
+            "help": "How the final answer is read from `solution_column`: `final` (the column is the answer), "
+            "`gsm8k` (after `####`), `boxed` (the last `\\boxed{}`), `last_number` (the last number of the text), or "
+            "`auto`: `####`, else the last `\\boxed{}`, else the value itself when it is a short final answer; a "
+            "column of worked solutions with neither is refused."
+        },
+    )
+    text_gold: str = field(
+        default="match",
+        metadata={
+            "help": "Gold answers that are text, not math (prose, yes/no, choice letters, words around a formula; see "
+            "`selfcorrect.answers`): `match` compares them by normalized string match, `drop` drops those rows, "
+            "`error` refuses the dataset. They are never compared as math."
+        },
+    )
+    eval_split_fraction: float | None = field(
+        default=None,
+        metadata={
+            "help": "Carve this fraction of `dataset_train_split` out as the test split (deterministic, disjoint; "
+            "for a single file or a train-only dataset). Exclusive with `eval_size`."
+        },
+    )
+    eval_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Carve this many rows of `dataset_train_split` out as the test split (as `eval_split_fraction`)."
+        },
+    )
+    eval_split_seed: int = field(
+        default=0, metadata={"help": "Seed of the rows `eval_split_fraction` / `eval_size` carve."}
+    )
     system_prompt: str | None = field(
         default=DEFAULT_SYSTEM_PROMPT,
         metadata={"help": "System message prepended to every prompt (null for none)."},
@@ -81,6 +119,13 @@ class DataArgs:
     )
 
     def __post_init__(self):
+        if self.solution_format not in SOLUTION_FORMATS:
+            raise RecipeError(
+                f"`solution_format` must be one of {', '.join(SOLUTION_FORMATS)}; got {self.solution_format!r}."
+            )
+        if self.text_gold not in TEXT_GOLD_POLICIES:
+            raise RecipeError(f"`text_gold` must be one of {', '.join(TEXT_GOLD_POLICIES)}; got {self.text_gold!r}.")
+        self._check_eval_split()
         if not 0.0 <= self.max_unparseable_gold_fraction <= 1.0:
             raise RecipeError(
                 f"`max_unparseable_gold_fraction` must be in [0, 1]; got {self.max_unparseable_gold_fraction}."
@@ -92,6 +137,29 @@ class DataArgs:
         if bad or not self.arithmetic_levels:
             raise RecipeError(
                 f"`arithmetic_levels` must be a non-empty list of levels 1-5; got {self.arithmetic_levels}."
+            )
+
+    def _check_eval_split(self) -> None:
+        """`eval_split_fraction` / `eval_size`: one of them, in range, and only where there is a split to carve."""
+        if self.eval_split_fraction is None and self.eval_size is None:
+            return
+        if self.eval_split_fraction is not None and self.eval_size is not None:
+            raise RecipeError("set `eval_split_fraction` or `eval_size`, not both.")
+        if self.eval_split_fraction is not None and not 0.0 < self.eval_split_fraction < 1.0:
+            raise RecipeError(
+                f"`eval_split_fraction` must be between 0 and 1 (e.g. 0.1); got {self.eval_split_fraction}."
+            )
+        if self.eval_size is not None and self.eval_size < 1:
+            raise RecipeError(f"`eval_size` must be a positive number of rows; got {self.eval_size}.")
+        carve = "`eval_split_fraction`" if self.eval_split_fraction is not None else "`eval_size`"
+        if self.dataset_name.startswith("bundled:"):
+            raise RecipeError(
+                f"{carve}: `{self.dataset_name}` has its own test split; size it with `arithmetic_eval_size`."
+            )
+        if self.eval_dataset_name:
+            raise RecipeError(
+                f"{carve} carves the test split out of `dataset_name`; `eval_dataset_name` names another test set. "
+                "Set one of them."
             )
 
 

@@ -331,13 +331,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers import set_seed
 
     from .configs import parse_recipe
-    from .data import load_datasets
+    from .data import eval_split_summary, load_datasets
 
     model_args, data_args, script_args, training_args = parse_recipe(argv)
     set_seed(training_args.seed)  # sampled evaluation (eval_temperature > 0) is reproducible
     _, test_ds = load_datasets(data_args, train=False, test=True)
     model, tokenizer = load_model_for_eval(model_args)
     result = evaluate_with_script_args(model, tokenizer, test_ds, script_args)
+    result["config"]["eval_split"] = eval_split_summary(data_args)  # held_out: false when evaluating training rows
     path = save_results(result, Path(training_args.output_dir) / "eval", "eval")
     print(markdown_table(result["metrics"], title=str(model_args.model_name_or_path)))
     print(f"saved {path} (and .md, .png)")

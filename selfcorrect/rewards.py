@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .answers import answers_match, classify, extract_boxed, normalize_text, parse_gold, surface_kind
 from .registry import Registry
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "RewardFunctionError",
     "accuracy_reward",
     "check_gold_answers",
+    "classify_gold_answers",
     "completion_text",
     "extract_boxed",
     "format_reward",
@@ -61,7 +63,7 @@ VERIFY_WORKER_RESTARTS = 0
 
 _STATS_LOCK = threading.Lock()
 _WORKER_LOCK = threading.Lock()  # one request at a time: the time bound then measures our own request only
-_GOLD_OK: dict[str, bool] = {}  # gold string -> parses (for the fast path and check_gold_answers)
+_GOLD_KIND: dict[str, tuple[str | None, str]] = {}  # gold string -> (kind, normalized text of a text gold)
 
 
 class RewardFunctionError(RuntimeError):
@@ -104,91 +106,16 @@ def question_text(prompt: Any) -> str:
     return "" if prompt is None else str(prompt)
 
 
-_BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# --- math-verify (these run in the worker process: see selfcorrect/_verify_worker.py) -----------------------------------
 
 
-def extract_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` / `\\fbox{...}` with nested braces; None if there is none or it is unbalanced.
-
-    Escaped braces (`\\{`, `\\}`) do not count towards the nesting. An empty box gives "".
-    """
-    matches = list(_BOX_OPEN.finditer(text))
-    if not matches:
-        return None
-    last = matches[-1]
-    depth, i = 1, last.end()
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            i += 2  # skip the escaped character (`\{`, `\}`, `\\`)
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[last.end() : i]
-        i += 1
-    return None
+def _verify_worker(solution: str, answer: str) -> list:
+    """In the worker: [the gold's kind, verdict]; the verdict is None if the gold is unusable (`answers_match`)."""
+    return [classify(solution).kind, answers_match(solution, answer)]
 
 
-# --- math-verify (these run in the worker process: see selfcorrect/_verify_worker.py) ---------------------------------------------------------------------
-
-_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
-
-
-def _extraction_config() -> list:
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig
-
-    return [LatexExtractionConfig(), ExprExtractionConfig()]
-
-
-def parse_gold(solution: str) -> list | None:
-    """Parse a gold answer ("42", "1/2", "0.5", "\\frac12", "$\\frac12$", "\\boxed{7}", ...); None if it does not parse.
-
-    Runs math-verify in the calling process with no time bound: use `verify_answer` / `check_gold_answers` for that.
-    """
-    from math_verify import parse
-
-    text = "" if solution is None else str(solution).strip()
-    boxed = extract_boxed(text)
-    text = boxed.strip() if boxed else text  # "\\boxed{7}" -> "7" (math-verify does not know \\fbox)
-    if not text:
-        return None
-    # Bare LaTeX needs math delimiters ("\\frac12" and "2\\sqrt{2}" misparse without them); keep explicit ones.
-    for candidate in [text] if _UNESCAPED_DOLLAR.search(text) else [f"${text}$", text]:
-        # no_fallback: text that is no math gives [] instead of the raw string back.
-        parsed = parse(candidate, _extraction_config(), fallback_mode="no_fallback", parsing_timeout=None)
-        if parsed:
-            return parsed
-    return None
-
-
-def _parse_answer(answer: str) -> list:
-    from math_verify import ExprExtractionConfig, parse
-
-    text = answer if _UNESCAPED_DOLLAR.search(answer) else f"${answer}$"
-    parsed = parse(text, _extraction_config(), parsing_timeout=None)
-    return parsed or parse(answer, [ExprExtractionConfig()], parsing_timeout=None)
-
-
-def _verify_worker(solution: str, answer: str) -> bool | None:
-    """In the worker: None if the gold does not parse, else whether `answer` is equivalent to it."""
-    from math_verify import verify
-
-    gold = parse_gold(solution)
-    if gold is None:
-        return None
-    if not answer.strip():
-        return False
-    predicted = _parse_answer(answer)
-    if not predicted:
-        return False
-    return bool(verify(gold, predicted, timeout_seconds=None))
-
-
-def _gold_ok_worker(solution: str) -> bool:
-    return parse_gold(solution) is not None
+def _classify_worker(solution: str) -> str | None:
+    return classify(solution).kind
 
 
 def _warmup_worker() -> bool:
@@ -197,7 +124,7 @@ def _warmup_worker() -> bool:
 
     # math-verify warns that its timeouts are off; we bound the time ourselves.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    return _verify_worker("1/2", "\\frac{2}{4}") is True
+    return _verify_worker("1/2", "\\frac{2}{4}") == ["number", True]
 
 
 # --- the worker process ------------------------------------------------------------------------------------------------
@@ -297,38 +224,67 @@ def verify_stats() -> dict[str, int]:
         }
 
 
+def _known_kind(gold: str) -> tuple[str | None, str] | None:
+    """(kind, normalized text) of a gold already classified, or decided by the text rules alone; None if unknown."""
+    known = _GOLD_KIND.get(gold)
+    if known is None:
+        surface = surface_kind(gold)
+        if surface is not None and surface[0] != "number":  # text or empty: no math-verify needed, ever
+            known = _GOLD_KIND[gold] = surface
+    return known
+
+
 def verify_answer(solution: str, boxed_answer: str, timeout_s: float = 5.0) -> bool | None:
-    """Is `boxed_answer` equivalent to the gold `solution`? None if the gold does not parse; False if the answer is
-    empty, does not parse, or takes longer than `timeout_s` to check. Safe to call from any thread."""
+    """Is `boxed_answer` right for the gold `solution`? The one check of every reward and judge.
+
+    Text golds (`selfcorrect.answers`: prose, yes/no, choice letters) are compared by normalized string match, never
+    as math; number and expression golds by math-verify equivalence. None if the gold is unusable (empty or not
+    parseable); False if the answer is empty, is text against a math gold, does not parse, or takes longer than
+    `timeout_s` to check. Safe to call from any thread.
+    """
     _bump("VERIFY_CALLS")
     gold = "" if solution is None else str(solution).strip()
     answer = ("" if boxed_answer is None else str(boxed_answer).strip())[-MAX_ANSWER_CHARS:]
-    known = _GOLD_OK.get(gold) if gold else False
-    if known is False:
-        return None
-    if known and not answer:
-        return False
-    if known and answer == gold:
-        _bump("VERIFY_FAST_PATH")
-        return True
+    known = _known_kind(gold) if gold else (None, "")
+    if known is not None:
+        kind, text = known
+        if kind is None:
+            return None
+        if not answer:
+            return False
+        if kind == "text":
+            _bump("VERIFY_FAST_PATH")
+            return normalize_text(answer) == text
+        if answer == gold:
+            _bump("VERIFY_FAST_PATH")
+            return True
     done, result = _run_bounded("verify", gold, answer, timeout_s=timeout_s)
     if not done:
         return False
-    _GOLD_OK[gold] = result is not None
-    return None if result is None else bool(result or answer == gold)
+    kind, verdict = result
+    _GOLD_KIND[gold] = (kind, normalize_text(gold) if kind == "text" else "")
+    return None if verdict is None else bool(verdict)
+
+
+def classify_gold_answers(solutions: Sequence[Any]) -> list[str | None]:
+    """The kind of each gold answer: "number", "expression", "text" (see `selfcorrect.answers`) or None (unusable:
+    empty, not parseable, or not classified within GOLD_TIMEOUT_S)."""
+    kinds = []
+    for solution in solutions:
+        gold = "" if solution is None else str(solution).strip()
+        known = _known_kind(gold) if gold else (None, "")
+        if known is None:
+            done, kind = _run_bounded("classify", gold, timeout_s=GOLD_TIMEOUT_S)
+            kind = kind if done else None
+            known = _GOLD_KIND[gold] = (kind, normalize_text(gold) if kind == "text" else "")
+        kinds.append(known[0])
+    return kinds
 
 
 def check_gold_answers(solutions: Sequence[Any]) -> list[int]:
-    """Indices of gold answers that math-verify cannot parse (or not within GOLD_TIMEOUT_S)."""
-    indices = []
-    for i, solution in enumerate(solutions):
-        gold = "" if solution is None else str(solution).strip()
-        if gold and gold not in _GOLD_OK:
-            done, ok = _run_bounded("gold_ok", gold, timeout_s=GOLD_TIMEOUT_S)
-            _GOLD_OK[gold] = bool(done and ok)
-        if not gold or not _GOLD_OK[gold]:
-            indices.append(i)
-    return indices
+    """Indices of unusable gold answers: empty, not parseable by math-verify and not text (or not within
+    GOLD_TIMEOUT_S)."""
+    return [i for i, kind in enumerate(classify_gold_answers(solutions)) if kind is None]
 
 
 # --- reward functions --------------------------------------------------------------------------------------------------
@@ -337,8 +293,9 @@ def check_gold_answers(solutions: Sequence[Any]) -> list[int]:
 def accuracy_reward(
     completions: list, solution: list[str], judged_correct: list[bool | None] | None = None, **kwargs: Any
 ) -> list[float | None]:
-    """1.0 if the last `\\boxed{}` answer is equivalent to the gold `solution`, 0.0 if it is wrong, missing or empty,
-    None if the gold does not parse.
+    """1.0 if the last `\\boxed{}` answer is right for the gold `solution`, 0.0 if it is wrong, missing or empty,
+    None if the gold is unusable. Right: math-verify equivalence for number and expression golds, normalized string
+    match for text golds (`selfcorrect.answers`; see `verify_answer`).
 
     `judged_correct`: a multi-attempt trainer passes its judge's verdict on each attempt (math-verify already ran in
     the rollout, for early stop and feedback), and the reward is that verdict: math-verify runs once per attempt."""
