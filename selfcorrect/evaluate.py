@@ -55,9 +55,10 @@ class EvalProgress:
         chunk: int | None = None,
         label: str = "eval",
         report: Callable[[str], None] | None = None,
+        unit: str = "problems",
     ):
         self.generate, self.problems, self.attempts, self.chunk = generate, problems, attempts, chunk
-        self.label = label
+        self.label, self.unit = label, unit
         self.report = report or logger.info
         self.start = time.perf_counter()
         self.tokens = 0
@@ -81,11 +82,12 @@ class EvalProgress:
         rate = self.tokens / elapsed if elapsed > 0 else 0.0
         remaining = (in_round - done) + (self.attempts - attempt - 1) * in_round  # contexts still to generate
         eta = elapsed / self.contexts_done * remaining if self.contexts_done else 0.0
-        what = f"{done}/{in_round} problems"
+        what = f"{done}/{in_round} {self.unit}"
         if in_round < self.problems:  # later rounds: only the episodes still going (others stopped at a right answer)
             what += f" still going (of {self.problems})"
+        head = f"{self.label} attempt {attempt + 1}/{self.attempts}" if self.attempts > 1 else self.label
         return (
-            f"{self.label} attempt {attempt + 1}/{self.attempts}: {what} | {self.tokens} tokens, {rate:.1f} tok/s | "
+            f"{head}: {what} | {self.tokens} tokens, {rate:.1f} tok/s | "
             f"{format_duration(elapsed)} elapsed, ETA {format_duration(eta)}"
         )
 
@@ -218,7 +220,7 @@ def evaluate_pass_at_k(
     sampler = generate or HFGenerate(model, tokenizer, temperature=temperature, batch_size=batch_size)
     if progress:
         sampler = EvalProgress(
-            sampler, len(contexts), 1, chunk=None if generate else batch_size, label="pass@k samples"
+            sampler, len(contexts), 1, chunk=None if generate else batch_size, label="pass@k", unit="samples"
         )
     generate = sampler
     if model is not None:

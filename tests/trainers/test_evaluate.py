@@ -245,8 +245,8 @@ def test_recipe_evaluation_shows_progress_unless_quiet(tiny_model_dir, tokenizer
         assert lines == []
     else:  # the evaluation's own generator: a line per batch of `eval_batch_size` problems
         assert [line.split(" | ")[0] for line in lines[1:]] == [
-            "eval attempt 1/1: 2/3 problems",
-            "eval attempt 1/1: 3/3 problems",
+            "eval: 2/3 problems",
+            "eval: 3/3 problems",
         ]
 
 
