@@ -243,9 +243,9 @@ class ZeroSignalWarning(TrainerCallback):
         self.in_a_row += 1
         if self.limit and self.in_a_row == self.limit:
             logger.warning(
-                "%d logged steps in a row (up to step %d) had zero advantage in every group (%s): they train nothing. "
+                "%s (up to step %d) had zero advantage in every group (%s): no gradient, nothing learned. "
                 "Likely cause: %s (This warning: `zero_signal_warn_steps` = %d.)",
-                self.in_a_row,
+                f"{self.in_a_row} logged steps in a row" if self.in_a_row > 1 else "a logged step",
                 state.global_step,
                 reason,
                 zero_signal_advice(reason, args),
