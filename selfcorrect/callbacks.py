@@ -42,6 +42,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from .collective import any_rank
+from .guards import zero_signal_reason
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +191,8 @@ def format_log_line(
 ) -> str | None:
     """One console line for a log: `step 3/8 | acc@t1 25.0 acc@t2 31.2 Δ +6.2 (i→c 6.2, c→i 0.0) | reward 0.41 |
     loss 0.012 | 12.3 s/step` (accuracies and Δ in %), each part only when logged, the periodic eval as
-    `| eval acc@t1 ...`. Without `seconds_per_step`, TRL's `step_time` is used. The end-of-training summary becomes
+    `| eval acc@t1 ...`; a step whose groups all had zero advantage adds `| no signal: all wrong, 75 % truncated`
+    (`guards.zero_signal_reason`). Without `seconds_per_step`, TRL's `step_time` is used. The end-of-training summary becomes
     `done | step 8/8 in 98.4 s | train loss 0.012`. None for a log with none of these."""
     head = f"step {step}/{max_steps}" if max_steps else f"step {step}"
     if "train_runtime" in logs:
@@ -209,6 +211,8 @@ def format_log_line(
         parts.append(f"loss {logs['loss']:.3g}")
     if "eval_loss" in logs:
         parts.append(f"eval loss {logs['eval_loss']:.3g}")
+    if reason := zero_signal_reason(logs):  # every group had zero advantage: this step trained nothing
+        parts.append(f"no signal: {reason}")
     if evals := _percents(logs, "selfcorrect/eval/"):
         parts.append(f"eval {evals}")
     if len(parts) == 1:

@@ -17,12 +17,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from trl import GRPOConfig, ModelConfig, TrlParser
 
 from .data.formatting import DEFAULT_ANSWER_FORMAT, DEFAULT_SYSTEM_PROMPT, SOLUTION_FORMATS
+
+if TYPE_CHECKING:  # TRL's configs import torch: loaded where a recipe is parsed, so `--help` answers without it
+    from trl import GRPOConfig, ModelConfig
 
 
 class RecipeError(ValueError):
@@ -249,8 +251,34 @@ class ScriptArgs:
     eval_verify_template: str | None = field(
         default=None, metadata={"help": "Verification prompt with {question} and {response}; null: the default."}
     )
+    zero_signal_warn_steps: int = field(
+        default=5,
+        metadata={
+            "help": "Warn, naming the likely cause and the field to change, after this many logged training steps in a "
+            "row in which every group had zero advantage (all wrong, all right or truncated: no gradient); 0: never."
+        },
+    )
+    num_threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "torch's CPU threads (null: an explicit OMP_NUM_THREADS, else the cores free now: usable cores "
+            "minus the load average, shared among the processes of this machine). The command prints its choice."
+        },
+    )
+    quiet: bool = field(
+        default=False,
+        metadata={"help": "No progress lines (evaluation progress, the thread choice); tables and warnings remain."},
+    )
 
     def __post_init__(self):
+        if self.zero_signal_warn_steps < 0:
+            raise RecipeError(
+                f"`zero_signal_warn_steps` must be >= 0 (0: never warn); got {self.zero_signal_warn_steps}."
+            )
+        if self.num_threads is not None and self.num_threads < 1:
+            raise RecipeError(
+                f"`num_threads` must be a positive integer (null: chosen from the free cores); got {self.num_threads}."
+            )
         if self.max_nonfinite_steps < 1:
             raise RecipeError(f"`max_nonfinite_steps` must be at least 1; got {self.max_nonfinite_steps}.")
         if self.selfcorrect_eval_steps < 0:
@@ -273,6 +301,8 @@ class ScriptArgs:
 
 
 def recipe_dataclasses(method: str) -> tuple[type, ...]:
+    from trl import ModelConfig
+
     from .trainers import get_method
 
     try:
@@ -390,10 +420,14 @@ def parse_recipe(argv: list[str] | None = None) -> tuple[ModelConfig, DataArgs, 
         value = _peek(argv, name) or values.get(name)
         if value is not None and str(value).lstrip("-").isdigit() and int(value) < 1:
             raise RecipeError(f"{config_path or 'recipe'}: `{name}` must be a positive integer; got {value}.")
+    from trl import TrlParser
+
     parser = TrlParser(dataclass_types)
     try:
         model_args, data_args, script_args, training_args = parser.parse_args_and_config(argv)
     except SystemExit as exc:  # argparse exits on bad command-line values; turn that into an error we can show
+        if exc.code in (0, None):  # `--help`: argparse printed it
+            raise
         raise RecipeError(f"invalid command-line arguments: {' '.join(argv)}") from exc
     except (TypeError, ValueError, AttributeError, LookupError, OSError, ArithmeticError) as exc:
         if isinstance(exc, RecipeError):
@@ -468,3 +502,23 @@ def _batch_hint(message: str) -> str:
         "(default: `gradient_accumulation_steps`); each group of `num_generations` completions of one prompt must fit "
         "in it (a group may span processes)."
     )
+
+
+def recipe_help(command: str) -> str:
+    """`selfcorrect train|eval --help`: the command line and the model, data and script fields, without importing
+    torch (TRL's `GRPOConfig` and the method configs need it; `--help-all` lists those too)."""
+    from transformers import HfArgumentParser
+    from trl import ModelConfig
+
+    parser = HfArgumentParser(
+        (ModelConfig, DataArgs, ScriptArgs),
+        prog=f"selfcorrect {command}",
+        usage=f"selfcorrect {command} --config RECIPE.yaml [--field value ...]",
+        epilog=(
+            "A recipe also takes every field of its method's trainer config: TRL's GRPOConfig (learning_rate, "
+            "max_steps, num_generations, max_completion_length, ...) and the method's own (max_attempts, "
+            f"max_attempt_length, ...). List them all with `selfcorrect {command} --help-all [--method NAME]` "
+            "(slower: loads torch)."
+        ),
+    )
+    return parser.format_help()

@@ -4,8 +4,10 @@
     selfcorrect eval --config recipes/demo/nsr.yaml --eval_num_samples 16 --eval_pass_k 1 4 16
 
 Prints and saves (JSON + Markdown, in `output_dir/eval/`) acc@t1..acc@tK, Δ(t1, tK), Δ^{i→c} and Δ^{c→i} as fractions of
-all problems (Kumar et al. 2024, table 1). Greedy by default, as in the papers. With `eval_num_samples` = n > 0 it also
-samples n answers per problem and reports pass@k (unbiased estimator) for each k in `eval_pass_k`.
+all problems (Kumar et al. 2024, table 1); a one-attempt table shows acc@t1 alone. Greedy by default, as in the papers.
+With `eval_num_samples` = n > 0 it also samples n answers per problem and reports pass@k (unbiased estimator) for each k
+in `eval_pass_k`. While it runs it logs a progress line after each generation batch of each attempt round (problems
+done, tokens/s, ETA; `EvalProgress`), here and in the evaluations during training; `--quiet` turns them off.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,72 @@ from .feedback import get_feedback_provider
 from .metrics import attempt_accuracy, carry_forward, mean_pass_at_k
 
 logger = logging.getLogger(__name__)
+
+
+def format_duration(seconds: float) -> str:
+    """`42s`, `5m03s`, `2h07m`."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class EvalProgress:
+    """A `GenerateFn` wrapper that logs one line per generation batch of each attempt round, e.g.
+
+        eval attempt 1/2: 16/32 problems | 2048 tokens, 12.3 tok/s | 2m46s elapsed, ETA 8m20s
+
+    With `chunk` (the evaluation's own `HFGenerate`, which batches by the same size) it calls `generate` one batch at
+    a time so that a long round reports as it goes; without it (a caller's generator, e.g. one that batches a whole
+    round), one line per round. The ETA assumes every later round runs on as many problems as this one: an upper
+    bound when episodes stop early. Lines go to `report` (default: this module's logger at INFO).
+    """
+
+    def __init__(
+        self,
+        generate: GenerateFn,
+        problems: int,
+        attempts: int,
+        chunk: int | None = None,
+        label: str = "eval",
+        report: Callable[[str], None] | None = None,
+        unit: str = "problems",
+    ):
+        self.generate, self.problems, self.attempts, self.chunk = generate, problems, attempts, chunk
+        self.label, self.unit = label, unit
+        self.report = report or logger.info
+        self.start = time.perf_counter()
+        self.tokens = 0
+        self.contexts_done = 0  # over all rounds
+
+    def __call__(self, contexts, max_new_tokens, attempt):
+        size = self.chunk or len(contexts) or 1
+        samples: list[list[int]] = []
+        logprobs: list[list[float]] | None = []
+        for start in range(0, len(contexts), size):
+            batch_samples, batch_logprobs = self.generate(contexts[start : start + size], max_new_tokens, attempt)
+            samples += batch_samples
+            logprobs = None if batch_logprobs is None or logprobs is None else logprobs + list(batch_logprobs)
+            self.tokens += sum(len(ids) for ids in batch_samples)
+            self.contexts_done += len(batch_samples)
+            self.report(self.line(attempt, start + len(batch_samples), len(contexts)))
+        return samples, logprobs
+
+    def line(self, attempt: int, done: int, in_round: int) -> str:
+        elapsed = time.perf_counter() - self.start
+        rate = self.tokens / elapsed if elapsed > 0 else 0.0
+        remaining = (in_round - done) + (self.attempts - attempt - 1) * in_round  # contexts still to generate
+        eta = elapsed / self.contexts_done * remaining if self.contexts_done else 0.0
+        what = f"{done}/{in_round} {self.unit}"
+        if in_round < self.problems:  # later rounds: only the episodes still going (others stopped at a right answer)
+            what += f" still going (of {self.problems})"
+        head = f"{self.label} attempt {attempt + 1}/{self.attempts}" if self.attempts > 1 else self.label
+        return (
+            f"{head}: {what} | {self.tokens} tokens, {rate:.1f} tok/s | "
+            f"{format_duration(elapsed)} elapsed, ETA {format_duration(eta)}"
+        )
 
 
 def evaluate_self_correction(
@@ -36,6 +105,7 @@ def evaluate_self_correction(
     feedback_template: str | None = None,
     stop_on_correct: bool = False,
     chat_template_kwargs: dict | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Run K-attempt episodes on every row of `dataset` (columns `prompt`, `solution`) and return the table.
 
@@ -45,6 +115,7 @@ def evaluate_self_correction(
     last outcome for the attempts it did not make, as the training metrics do: acc@tk is then success within k turns.
     `succ_tk` (right at any of the first k attempts) is reported for every k, `attempts_mean` is the turns used.
     `generate` replaces the model's sampling (e.g. a scripted generator in tests); by default `HFGenerate(model)`.
+    `progress`: log a line per generation batch of each attempt round (`EvalProgress`).
     """
     if len(dataset) == 0:
         raise ValueError("the evaluation dataset is empty.")
@@ -57,10 +128,21 @@ def evaluate_self_correction(
     if model is not None:
         model.eval()
     start = time.perf_counter()
+    sampler = generate or HFGenerate(model, tokenizer, temperature=temperature, batch_size=batch_size)
+    if progress:
+        logger.info(
+            "evaluating %d problems, up to %d attempt%s of <= %d tokens each, batches of %d",
+            len(rows),
+            attempts,
+            "s" * (attempts > 1),
+            max_new_tokens,
+            batch_size,
+        )
+        sampler = EvalProgress(sampler, len(rows), attempts, chunk=None if generate else batch_size)
     episodes = run_episodes(
         prompt_ids,
         rows,
-        generate=generate or HFGenerate(model, tokenizer, temperature=temperature, batch_size=batch_size),
+        generate=sampler,
         decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
         feedback=get_feedback_provider(feedback, feedback_template),
         turns=turns,
@@ -123,8 +205,10 @@ def evaluate_pass_at_k(
     batch_size: int = 16,
     generate: GenerateFn | None = None,
     chat_template_kwargs: dict | None = None,
+    progress: bool = False,
 ) -> dict[str, float]:
-    """pass@k for each k from `num_samples` sampled answers per problem (unbiased estimator, Chen et al. 2021)."""
+    """pass@k for each k from `num_samples` sampled answers per problem (unbiased estimator, Chen et al. 2021).
+    `progress`: log a line per generation batch (`EvalProgress`)."""
     bad = [k for k in ks if not 1 <= k <= num_samples]
     if bad:
         raise ValueError(f"`eval_pass_k` values must be in 1..eval_num_samples ({num_samples}); got {bad}.")
@@ -133,7 +217,12 @@ def evaluate_pass_at_k(
     rows = [dict(row) for row in dataset]
     turns = ChatTurns.for_model(tokenizer, model, chat_template_kwargs)
     contexts = [turns.prompt_ids(row["prompt"]) for row in rows for _ in range(num_samples)]
-    generate = generate or HFGenerate(model, tokenizer, temperature=temperature, batch_size=batch_size)
+    sampler = generate or HFGenerate(model, tokenizer, temperature=temperature, batch_size=batch_size)
+    if progress:
+        sampler = EvalProgress(
+            sampler, len(contexts), 1, chunk=None if generate else batch_size, label="pass@k", unit="samples"
+        )
+    generate = sampler
     if model is not None:
         model.eval()
     # one-attempt episodes: the engine's rule (an attempt cut off by the cap is wrong, else the judge) as in training
@@ -176,6 +265,7 @@ def evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[st
         feedback_template=script_args.eval_feedback_template,
         stop_on_correct=script_args.eval_stop_on_correct,
         chat_template_kwargs=script_args.eval_chat_template_kwargs,
+        progress=not getattr(script_args, "quiet", False),
     )
     if script_args.eval_num_samples > 0:
         result["metrics"].update(
@@ -189,6 +279,7 @@ def evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[st
                 max_new_tokens=script_args.eval_max_new_tokens,
                 batch_size=script_args.eval_batch_size,
                 chat_template_kwargs=script_args.eval_chat_template_kwargs,
+                progress=not getattr(script_args, "quiet", False),
             )
         )
     if getattr(script_args, "eval_verify_samples", 0) > 0:  # RISE: verification-weighted majority voting
@@ -205,9 +296,14 @@ def _cell(head: str, value: float) -> str:
 
 
 def markdown_table(metrics: dict[str, float], title: str = "") -> str:
+    """The table of `evaluate_self_correction`'s metrics: acc@t1..acc@tK, then (more than one attempt) Δ(t1,tK),
+    Δ i→c and Δ c→i, UFO's succ@K − acc@1 and turns, and the pass@k / verification tables when measured."""
     attempts = sorted((k for k in metrics if k.startswith("acc_t") and k[5:].isdigit()), key=lambda k: int(k[5:]))
-    heads = [f"acc@t{k[5:]}" for k in attempts] + ["Δ(t1,tK)", "Δ i→c", "Δ c→i"]
-    values = [metrics[k] for k in attempts] + [metrics["delta"], metrics["delta_i2c"], metrics["delta_c2i"]]
+    heads = [f"acc@t{k[5:]}" for k in attempts]
+    values = [metrics[k] for k in attempts]
+    if len(attempts) > 1:  # one attempt: no change between attempts to show
+        heads += ["Δ(t1,tK)", "Δ i→c", "Δ c→i"]
+        values += [metrics["delta"], metrics["delta_i2c"], metrics["delta_c2i"]]
     if metrics.get("stops_on_correct") and len(attempts) > 1:  # UFO's table: success within K turns, turns used
         last = attempts[-1][5:]
         heads += [f"succ@{last} − acc@1", "turns"]
@@ -334,6 +430,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from .data import eval_split_summary, load_datasets
 
     model_args, data_args, script_args, training_args = parse_recipe(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)  # sampled evaluation (eval_temperature > 0) is reproducible
     _, test_ds = load_datasets(data_args, train=False, test=True)
     model, tokenizer = load_model_for_eval(model_args)
@@ -353,5 +450,7 @@ if __name__ == "__main__":
     import sys
 
     from .errors import run_reporting_errors
+    from .launch_utils import prepare_command
 
+    prepare_command(sys.argv[1:])  # CPU threads, OMP_WAIT_POLICY and third-party noise
     sys.exit(run_reporting_errors(main, sys.argv[1:]))

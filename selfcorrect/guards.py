@@ -12,6 +12,11 @@
   down every "wrong" sample of an unscorable batch), and stop the run with `RewardFunctionError` after
   `max_unscored_batches` (default 3) such batches in a row, since that means the scoring is broken (gold answers that
   do not parse, a reward function that never applies).
+- `ZeroSignalWarning` (a `TrainerCallback`): a logged step in which every group had zero advantage (all wrong, all
+  right, or truncated: `zero_signal_reason` reads our `selfcorrect/zero_advantage_frac` or TRL's
+  `frac_reward_zero_std`) trains nothing; the console's step line says so and why, and after `zero_signal_warn_steps`
+  such steps in a row a warning names the likely cause and the recipe field to change. Unscored batches are left to
+  `UnscoredBatches`, which already warns about them.
 - `last_complete_checkpoint(output_dir)`: the newest `checkpoint-N` whose `trainer_state.json` (written last by the
   Trainer, after model, optimizer, scheduler and RNG states) is present and valid, so a crash while a checkpoint is
   being written resumes from the previous one instead of failing to load a partial one.
@@ -21,8 +26,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import TrainerCallback
@@ -130,6 +137,120 @@ def check_rewards_scored(rewards_per_func: torch.Tensor, names: list[str], in_a_
             "that the gold answers parse (`solution_column`) and that the reward functions apply to this data, or "
             "raise `max_unscored_batches`."
         )
+
+
+def _logged(logs: dict[str, Any], *keys: str) -> float | None:
+    """The first of `keys` logged as a number (NaN included), else None."""
+    for key in keys:
+        value = logs.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+ATTEMPT_ACCURACY = re.compile(r"selfcorrect/acc_t\d+")
+
+
+def zero_signal_reason(logs: dict[str, Any]) -> str | None:
+    """Why every group of a logged training step had zero advantage (so the step trains nothing), or None when some
+    group had signal or the log does not say.
+
+    Reads the multi-attempt trainers' `selfcorrect/zero_advantage_frac` (else TRL's `frac_reward_zero_std`), the
+    accuracy (`selfcorrect/acc_t<k>`, else TRL's `rewards/accuracy/mean`) and the cut-off share
+    (`selfcorrect/truncated_attempts`, else TRL's `completions/clipped_ratio`). Returns `all truncated`, `all wrong`,
+    `all right`, `every group's rewards equal` (no accuracy logged, or each group all right or all wrong) or
+    `unscored`, with the truncated share when some attempts were cut off: e.g. `all wrong, 75 % truncated`.
+    """
+    zero = _logged(logs, "selfcorrect/zero_advantage_frac", "frac_reward_zero_std")
+    if zero is None or not zero >= 1.0 - 1e-6:
+        return None
+    reward = _logged(logs, "reward")
+    if reward is not None and math.isnan(reward):
+        return "unscored"
+    truncated = _logged(logs, "selfcorrect/truncated_attempts", "completions/clipped_ratio")
+    if truncated is not None and truncated >= 1.0 - 1e-6:
+        return "all truncated"
+    accuracy = [float(v) for k, v in logs.items() if ATTEMPT_ACCURACY.fullmatch(k) and isinstance(v, int | float)]
+    if not accuracy and (single := _logged(logs, "rewards/accuracy/mean")) is not None:
+        accuracy = [single]
+    if accuracy and max(accuracy) <= 0.0:
+        kind = "all wrong"
+    elif accuracy and min(accuracy) >= 1.0:
+        kind = "all right"
+    else:
+        kind = "every group's rewards equal"
+    if truncated:
+        kind += f", {100 * truncated:.0f} % truncated"
+    return kind
+
+
+def zero_signal_advice(reason: str, args: Any = None) -> str:
+    """The likely cause of `zero_signal_reason`'s `reason` and the recipe field to change (current values from the
+    training `args` when given)."""
+
+    def now(name: str) -> str:
+        value = getattr(args, name, None)
+        return f"`{name}` (now {value})" if value is not None else f"`{name}`"
+
+    truncated = re.search(r"(\d+) % truncated", reason)
+    if reason == "all truncated" or (truncated and int(truncated.group(1)) >= 50):
+        cap = (
+            f"{now('max_attempt_length')} and `max_completion_length` with it"
+            if getattr(args, "max_attempt_length", None) is not None
+            else now("max_completion_length")
+        )
+        return (
+            "most answers are cut off at the token cap, and a cut-off answer scores as wrong: raise "
+            f"{cap}, or ask for shorter answers (`answer_format`, `system_prompt`)."
+        )
+    if reason.startswith("all wrong"):
+        return (
+            "the problems are too hard for the model (or its answers are not read right): use easier problems "
+            f"(`arithmetic_levels`, `dataset_name`), more samples per problem ({now('num_generations')}) or a higher "
+            f"{now('temperature')}; check that the gold answers (`solution_column`) parse."
+        )
+    if reason.startswith("all right"):
+        return "the problems are too easy for the model: use harder ones (`arithmetic_levels`, `dataset_name`)."
+    return (
+        f"the samples of each problem score alike: raise {now('num_generations')} or {now('temperature')} for more "
+        "varied samples, or use problems of mixed difficulty."
+    )
+
+
+class ZeroSignalWarning(TrainerCallback):
+    """Warn once per run of `limit` logged training steps in a row whose groups all had zero advantage, naming the
+    likely cause (of the last of them) and the field to change (`zero_signal_reason`, `zero_signal_advice`); `limit`
+    0: never warn.
+    Unscored batches (`unscored`) are `UnscoredBatches`' to report and do not count here."""
+
+    def __init__(self, limit: int = 5):
+        if limit < 0:
+            raise ValueError(f"`zero_signal_warn_steps` must be >= 0; got {limit}.")
+        self.limit = limit
+        self.in_a_row = 0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if (
+            not logs
+            or not state.is_world_process_zero
+            or not any(key in logs for key in ("selfcorrect/zero_advantage_frac", "frac_reward_zero_std"))
+        ):
+            return  # not a training step's log (the end-of-training summary, an evaluation)
+        reason = zero_signal_reason(logs)
+        if reason is None or reason == "unscored":
+            self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        if self.limit and self.in_a_row == self.limit:
+            logger.warning(
+                "%s (up to step %d) had zero advantage in every group (%s): no gradient, nothing learned. "
+                "Likely cause: %s (This warning: `zero_signal_warn_steps` = %d.)",
+                f"{self.in_a_row} logged steps in a row" if self.in_a_row > 1 else "a logged step",
+                state.global_step,
+                reason,
+                zero_signal_advice(reason, args),
+                self.limit,
+            )
 
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")

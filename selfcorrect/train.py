@@ -5,7 +5,8 @@
 
 Parses the recipe (model, data, script and trainer fields in one flat YAML), loads the data and the model, builds the
 reward functions and the trainer named by `method`, optionally evaluates before and after training, trains, and saves
-the final model to `output_dir`.
+the final model to `output_dir`. As a command it first sets the CPU threads (`--num_threads`, printed) and hides
+known third-party noise (`launch_utils.prepare_command`); `--help` lists the fields without loading torch.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def build_trainer(argv: list[str] | None, trainer_cls: type | None = None):
 
 def main(argv: list[str] | None = None):
     from .callbacks import LogHistoryCallback, PreemptionCallback, use_compact_console
-    from .guards import NonFiniteGradientGuard, last_complete_checkpoint
+    from .guards import NonFiniteGradientGuard, ZeroSignalWarning, last_complete_checkpoint
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     trainer, recipe, test_ds = build_trainer(argv)
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None):
     preemption = PreemptionCallback(trainer.accelerator)
     trainer.add_callback(preemption)
     trainer.add_callback(NonFiniteGradientGuard(script_args.max_nonfinite_steps, trainer.accelerator))
+    trainer.add_callback(ZeroSignalWarning(script_args.zero_signal_warn_steps))  # steps that train nothing, why
     trainer.add_callback(LogHistoryCallback(training_args.output_dir))  # output_dir/log_history.jsonl, as it goes
     use_compact_console(trainer)  # one line per logged step instead of the raw metric dict
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -160,6 +162,14 @@ def main(argv: list[str] | None = None):
 if __name__ == "__main__":
     import sys
 
-    from .errors import run_reporting_errors
+    if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+        from .configs import recipe_help
 
+        print(recipe_help("train"))  # fast: no torch
+        sys.exit(0)
+    sys.argv[1:] = ["--help" if arg == "--help-all" else arg for arg in sys.argv[1:]]
+    from .errors import run_reporting_errors
+    from .launch_utils import prepare_command
+
+    prepare_command(sys.argv[1:])  # CPU threads, OMP_WAIT_POLICY and third-party noise, before torch loads
     sys.exit(run_reporting_errors(main, sys.argv[1:]))

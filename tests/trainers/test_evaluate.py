@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 
 import pytest
 
 from selfcorrect.configs import DataArgs, RecipeError, parse_recipe
 from selfcorrect.data import load_datasets
 from selfcorrect.evaluate import (
+    EvalProgress,
     evaluate_pass_at_k,
     evaluate_self_correction,
     load_model_for_eval,
+    markdown_comparison,
     markdown_table,
     save_comparison,
     save_results,
@@ -185,3 +189,71 @@ def test_periodic_eval_steps_must_not_be_negative(tmp_path, tiny_model_dir):
     recipe = write_recipe(tmp_path, tiny_model_dir, selfcorrect_eval_steps=-1)
     with pytest.raises(RecipeError, match="selfcorrect_eval_steps"):
         parse_recipe(["--config", str(recipe)])
+
+
+# --- progress while evaluating, and the one-attempt table -------------------------------------------------------------
+
+
+def test_progress_line_per_attempt_round(tokenizer, caplog):
+    _, test = load_datasets(DataArgs(arithmetic_eval_size=4), train=False)
+    plan = [[True, True], [False, True], [True, True], [False, False]]
+    generate = ScriptedGenerate(tokenizer, boxed_plan(test["solution"], plan))
+    with caplog.at_level(logging.INFO, logger="selfcorrect.evaluate"):
+        evaluate_self_correction(
+            None, tokenizer, test, attempts=2, feedback="unary", stop_on_correct=True, generate=generate, progress=True
+        )
+    lines = [r.getMessage() for r in caplog.records if r.name == "selfcorrect.evaluate"]
+    assert lines[0].startswith("evaluating 4 problems, up to 2 attempts of <= 128 tokens each")
+    assert lines[1].startswith("eval attempt 1/2: 4/4 problems | ")
+    assert lines[2].startswith("eval attempt 2/2: 2/2 problems still going (of 4) | ")  # p0, p2 stopped right
+    assert all(re.search(r"\d+ tokens, [\d.]+ tok/s \| \S+ elapsed, ETA \S+$", line) for line in lines[1:])
+    assert len(lines) == 3  # a caller's generator gets whole rounds: one line each
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="selfcorrect.evaluate"):
+        evaluate_self_correction(None, tokenizer, test, attempts=2, generate=generate)  # progress off by default
+    assert not [r for r in caplog.records if r.name == "selfcorrect.evaluate"]
+
+
+def test_progress_reports_each_generation_batch_and_returns_what_the_generator_returns(tokenizer):
+    contexts = [[i + 1] for i in range(5)]
+    generate = ScriptedGenerate(tokenizer, lambda i, k: f"answer {i}", prompts=contexts)
+    lines: list[str] = []
+    progress = EvalProgress(generate, problems=5, attempts=2, chunk=2, report=lines.append)
+    samples, logprobs = progress(contexts, 16, 0)
+    assert samples == ScriptedGenerate(tokenizer, lambda i, k: f"answer {i}")(contexts, 16, 0)[0]  # one call
+    assert logprobs is None and [len(c) for _, c in generate.calls] == [2, 2, 1]
+    assert [line.split(" | ")[0] for line in lines] == ["eval attempt 1/2: " + f"{n}/5 problems" for n in (2, 4, 5)]
+    assert f"{sum(len(s) for s in samples)} tokens" in lines[-1]
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_recipe_evaluation_shows_progress_unless_quiet(tiny_model_dir, tokenizer, caplog, quiet):
+    """The path of `selfcorrect eval` and of the evaluations during training (`evaluate_with_script_args`)."""
+    from transformers import AutoModelForCausalLM
+
+    from selfcorrect.configs import ScriptArgs
+    from selfcorrect.evaluate import evaluate_with_script_args
+
+    _, test = load_datasets(DataArgs(arithmetic_eval_size=3), train=False)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    args = ScriptArgs(eval_attempts=1, eval_max_new_tokens=2, eval_batch_size=2, quiet=quiet)
+    with caplog.at_level(logging.INFO, logger="selfcorrect.evaluate"):
+        evaluate_with_script_args(model, tokenizer, test, args)
+    lines = [r.getMessage() for r in caplog.records if r.name == "selfcorrect.evaluate"]
+    if quiet:
+        assert lines == []
+    else:  # the evaluation's own generator: a line per batch of `eval_batch_size` problems
+        assert [line.split(" | ")[0] for line in lines[1:]] == [
+            "eval: 2/3 problems",
+            "eval: 3/3 problems",
+        ]
+
+
+def test_one_attempt_table_shows_only_what_applies():
+    one = {"acc_t1": 0.25, "delta": 0.0, "delta_i2c": 0.0, "delta_c2i": 0.0, "num_problems": 4}
+    table = markdown_table(one, title="m").splitlines()
+    assert table[0] == "| m | acc@t1 |" and table[2] == "| n=4 | 25.0 |"
+    two = {**one, "acc_t2": 0.5, "delta": 0.25, "delta_i2c": 0.25}
+    assert markdown_table(two, title="m").splitlines()[0] == "| m | acc@t1 | acc@t2 | Δ(t1,tK) | Δ i→c | Δ c→i |"
+    assert markdown_comparison({"before": one, "after": one}).splitlines()[2] == "| before (n=4) | 25.0 |"

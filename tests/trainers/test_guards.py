@@ -10,12 +10,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from selfcorrect.callbacks import format_log_line
 from selfcorrect.guards import (
     NonFiniteGradientGuard,
     NonFiniteTrainingError,
     UnscoredBatches,
+    ZeroSignalWarning,
     check_rewards_scored,
     last_complete_checkpoint,
+    zero_signal_reason,
 )
 from selfcorrect.rewards import RewardFunctionError
 from selfcorrect.train import main as train_main
@@ -159,3 +162,108 @@ def test_resume_reproduces_the_uninterrupted_run_even_after_a_crash_mid_save(tmp
     a = load_file(str(tmp_path / "a" / "out" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "out" / "model.safetensors"))
     assert all(torch.allclose(a[name], b[name], atol=1e-6) for name in a)
+
+
+# --- steps whose groups all had zero advantage ------------------------------------------------------------------------
+
+# A real TRL GRPO log (SmolLM2, 8-token cap): every completion cut off, every group's rewards equal.
+TRL_CAPPED_LOG = {
+    "loss": 0.0,
+    "completions/clipped_ratio": 1.0,
+    "rewards/accuracy/mean": 0.0,
+    "rewards/format/mean": 0.0,
+    "reward": 0.0,
+    "reward_std": 0.0,
+    "frac_reward_zero_std": 1.0,
+}
+
+
+@pytest.mark.parametrize(
+    "logs, reason",
+    [
+        (TRL_CAPPED_LOG, "all truncated"),
+        ({**TRL_CAPPED_LOG, "completions/clipped_ratio": 0.75}, "all wrong, 75 % truncated"),
+        ({**TRL_CAPPED_LOG, "completions/clipped_ratio": 0.0, "rewards/accuracy/mean": 1.0}, "all right"),
+        (
+            {**TRL_CAPPED_LOG, "completions/clipped_ratio": 0.0, "rewards/accuracy/mean": 0.5},
+            "every group's rewards equal",
+        ),
+        ({**TRL_CAPPED_LOG, "frac_reward_zero_std": 0.5}, None),  # one group in two had signal
+        ({**TRL_CAPPED_LOG, "reward": float("nan")}, "unscored"),
+        ({"loss": 0.1}, None),  # nothing said about the groups
+        # the multi-attempt trainers' own keys win over TRL's
+        (
+            {
+                "frac_reward_zero_std": 0.0,
+                "selfcorrect/zero_advantage_frac": 1.0,
+                "selfcorrect/acc_t1": 0.0,
+                "selfcorrect/acc_t2": 0.0,
+                "selfcorrect/truncated_attempts": 0.4,
+            },
+            "all wrong, 40 % truncated",
+        ),
+        ({"selfcorrect/zero_advantage_frac": 0.9, "frac_reward_zero_std": 1.0}, None),
+    ],
+)
+def test_zero_signal_reason_from_logged_metrics(logs, reason):
+    assert zero_signal_reason(logs) == reason
+
+
+def test_step_line_says_when_a_step_trained_nothing_and_why():
+    line = format_log_line(TRL_CAPPED_LOG, 3, 8, 12.0)
+    assert line == "step 3/8 | reward 0.00 | loss 0 | no signal: all truncated | 12.0 s/step"
+    assert "no signal" not in format_log_line({**TRL_CAPPED_LOG, "frac_reward_zero_std": 0.5}, 3, 8)
+
+
+def _log_steps(callback, logs_per_step, args):
+    for step, logs in enumerate(logs_per_step, start=1):
+        callback.on_log(args, SimpleNamespace(is_world_process_zero=True, global_step=step), None, logs=dict(logs))
+
+
+def test_zero_signal_warning_after_the_limit_names_the_cause_and_the_field(caplog):
+    single = SimpleNamespace(max_completion_length=64, num_generations=4, temperature=0.7)
+    with caplog.at_level("WARNING", logger="selfcorrect.guards"):
+        _log_steps(ZeroSignalWarning(3), [TRL_CAPPED_LOG] * 2, single)
+    assert not caplog.records  # two in a row: below the limit
+    with caplog.at_level("WARNING", logger="selfcorrect.guards"):
+        _log_steps(ZeroSignalWarning(3), [TRL_CAPPED_LOG] * 6, single)
+    assert len(caplog.records) == 1  # once per run of such steps
+    message = caplog.records[0].getMessage()
+    assert "3 logged steps in a row (up to step 3) had zero advantage in every group (all truncated)" in message
+    assert "`max_completion_length` (now 64)" in message and "`zero_signal_warn_steps` = 3" in message
+
+    caplog.clear()  # multi-attempt: the per-attempt cap is the field to change
+    multi = SimpleNamespace(max_attempt_length=8, max_completion_length=96, num_generations=4, temperature=1.0)
+    with caplog.at_level("WARNING", logger="selfcorrect.guards"):
+        _log_steps(ZeroSignalWarning(2), [{**TRL_CAPPED_LOG, "completions/clipped_ratio": 0.6}] * 2, multi)
+    assert "`max_attempt_length` (now 8)" in caplog.text
+
+    caplog.clear()  # all wrong without truncation: difficulty, not the cap
+    wrong = {**TRL_CAPPED_LOG, "completions/clipped_ratio": 0.0}
+    signal = {**TRL_CAPPED_LOG, "frac_reward_zero_std": 0.5}
+    with caplog.at_level("WARNING", logger="selfcorrect.guards"):
+        _log_steps(ZeroSignalWarning(2), [wrong, signal, wrong, {"train_runtime": 1.0}, wrong], single)
+    assert "(all wrong)" in caplog.text and "too hard" in caplog.text and "`num_generations` (now 4)" in caplog.text
+    assert "max_completion_length" not in caplog.text
+    assert "up to step 5" in caplog.text  # a step with signal resets the count; a log without the metrics does not
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="selfcorrect.guards"):
+        _log_steps(ZeroSignalWarning(0), [TRL_CAPPED_LOG] * 5, single)  # 0: never warn
+        _log_steps(ZeroSignalWarning(2), [{**TRL_CAPPED_LOG, "reward": float("nan")}] * 3, single)  # unscored
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("fields", [dict(method="grpo"), SCORE], ids=["grpo", "score"])
+def test_training_announces_steps_without_signal(tmp_path, tiny_model_dir, fields, capsys, caplog):
+    """A random tiny model cut at a few tokens never answers: TRL's GRPO and a multi-attempt trainer both say so on
+    the step line and warn, naming their token cap."""
+    caps = dict(max_completion_length=4) if fields["method"] == "grpo" else {}
+    recipe = write_recipe(
+        tmp_path, tiny_model_dir, reward_funcs=["accuracy"], zero_signal_warn_steps=2, **fields, **caps
+    )
+    with caplog.at_level("WARNING", logger="selfcorrect.guards"):
+        train_main(["--config", str(recipe), "--disable_tqdm", "true"])
+    assert "no signal: all truncated" in capsys.readouterr().out
+    cap = "`max_completion_length` (now 4)" if fields["method"] == "grpo" else "`max_attempt_length` (now 8)"
+    assert "2 logged steps in a row" in caplog.text and cap in caplog.text

@@ -47,3 +47,16 @@ def test_missing_dataset_column_fails_before_the_model_loads(tmp_path):
         )
     )
     assert main(["train", "--config", str(recipe)]) == 2  # the data error comes first, not a hub lookup
+
+
+def test_help_all_lists_the_trainer_fields_and_exits_cleanly():
+    result = subprocess.run(
+        [sys.executable, "-m", "selfcorrect.cli", "train", "--help-all", "--method", "score"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--max_attempt_length" in result.stdout and "--learning_rate" in result.stdout  # method's and TRL's fields
+    assert "selfcorrect: error" not in result.stderr
