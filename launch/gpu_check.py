@@ -1,14 +1,15 @@
 """The GPU check's two halves: what travels (prepared here) and the one results file (written on the GPU machine).
 
-    python launch/gpu_check.py prepare [--dir .gpu-check] [--with-pyarrow]     # here, with PyPI: wheels + model config
-    python launch/gpu_check.py report --dir .gpu-check --junit J --bench B --out R   # there: the results file
-    make gpu-check-prepare / bash launch/gpu_check.sh run                            # the usual way in
+    python launch/gpu_check.py prepare [--dir .gpu-check]    # here, with PyPI: wheels + model config, size check
+    python launch/gpu_check.py report --junit J --bench B --out R   # there: the results file
+    make gpu-check-prepare; bash launch/gpu_check.sh run            # the usual way in
 
 `prepare` fills one gitignored folder (`.gpu-check/`, named in the device tool's `carry`):
 - `wheels/`: the packages the GPU machine lacks (TRL, math-verify and their small dependencies, DeepSpeed's source
   and its small dependencies), pinned to the versions tested together on the CPU. The machine already has torch,
   transformers, accelerate, peft, pyarrow, pandas, sympy, xxhash, ninja (see the device tool's KINDS.md), so those
-  stay here; pyarrow (~45 MB) travels only with `--with-pyarrow`, and only if the total still fits.
+  stay here. pyarrow cannot travel: its CPython 3.12 wheel is 52.5 MiB, over the limit with the rest (measured
+  2026-12-04), so datasets runs on the machine's own pyarrow (its version goes into the results file).
 - `model/`: a ~0.4B Qwen2-style config (Qwen2.5-0.5B's shape: 896 wide, 24 layers, 14 heads, 2 KV heads, MLP 4864)
   over the embedded SmolLM2 tokenizer (its vocabulary of 49152 replaces Qwen's 151936), with that tokenizer and its
   chat template. No weights: the check initialises them randomly on the GPU (throughput does not depend on them).
@@ -50,7 +51,6 @@ WHEELS = {
 # DeepSpeed ships as source only (no wheel on PyPI): it is built on the GPU machine without its CUDA ops
 # (DS_BUILD_OPS=0, a few seconds); ZeRO-2 with the trainer's own torch AdamW needs none of them compiled.
 SOURCES = {"deepspeed": "0.19.8"}
-PYARROW = {"pyarrow": "26.0.1"}
 # The model: Qwen2.5-0.5B's shape over the embedded tokenizer.
 QWEN2_SHAPE = dict(
     hidden_size=896,
@@ -65,17 +65,16 @@ QWEN2_SHAPE = dict(
 )
 
 
-def pip_download_commands(dest: Path, with_pyarrow: bool = False, python: str = sys.executable) -> list[list[str]]:
+def pip_download_commands(dest: Path, python: str = sys.executable) -> list[list[str]]:
     """The `pip download` commands that fetch every pinned package for the GPU machine (CPython 3.12, manylinux
     x86-64), without dependencies: binaries for the wheels, the source archive for DeepSpeed."""
     platforms = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
     binary = [python, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps"]
     binary += ["--only-binary=:all:", "--python-version", GPU_PYTHON, "--implementation", "cp"]
     binary += [arg for p in platforms for arg in ("--platform", p)] + ["-d", str(dest)]
-    pins = {**WHEELS, **(PYARROW if with_pyarrow else {})}
     source = [python, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps", "--no-binary=:all:"]
     return [
-        binary + [f"{name}=={version}" for name, version in pins.items()],
+        binary + [f"{name}=={version}" for name, version in WHEELS.items()],
         source + ["-d", str(dest)] + [f"{name}=={version}" for name, version in SOURCES.items()],
     ]
 
@@ -84,10 +83,10 @@ def normalized(name: str) -> str:
     return name.lower().replace("-", "_").replace(".", "_")
 
 
-def missing_packages(folder: Path, with_pyarrow: bool = False) -> list[str]:
+def missing_packages(folder: Path) -> list[str]:
     """Pinned packages with no archive of that version in `folder` (wheel or source: `name-version-...`)."""
     files = [normalized(p.name) for p in folder.iterdir()] if folder.is_dir() else []
-    pins = {**WHEELS, **SOURCES, **(PYARROW if with_pyarrow else {})}
+    pins = {**WHEELS, **SOURCES}
     return [
         f"{name}=={version}"
         for name, version in pins.items()
@@ -139,32 +138,31 @@ def parameter_count(config) -> int:
     return vocab * h + layers * per_layer + h + lm_head
 
 
-def travelling_files(repo: Path, carry: list[str]) -> list[Path]:
-    """What the device tool sends: tracked and untracked-not-ignored files, `shared/` if the checkout has one, and
-    every file under the carried paths."""
+def _files_under(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()] if path.is_dir() else []
+
+
+def travel_size(repo: Path, carry: list[str]) -> dict[str, int]:
+    """Bytes the device tool sends, per part: the repository (tracked and untracked-not-ignored files, and `shared/`
+    if the checkout has one) and each carried path (relative to the repository, as `carry` names it)."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=repo,
         capture_output=True,
         check=True,
     ).stdout.decode()
-    files = {repo / name for name in listed.split("\0") if name}
-    for extra in [*carry, "shared"]:
-        path = repo / extra
-        if path.is_file():
-            files.add(path)
-        elif path.is_dir():
-            files.update(p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
-    return sorted(p for p in files if p.is_file())
-
-
-def travel_size(repo: Path, carry: list[str]) -> dict[str, int]:
-    """Bytes that travel, split into the repository's own files and each carried path."""
-    sizes = {"repository": 0, **{c: 0 for c in carry}}
-    for path in travelling_files(repo, carry):
-        rel = path.relative_to(repo).as_posix()
-        key = next((c for c in carry if rel == c or rel.startswith(c.rstrip("/") + "/")), "repository")
-        sizes[key] += path.stat().st_size
+    seen: set[Path] = set()
+    sizes: dict[str, int] = {}
+    parts = [("repository", [repo / n for n in listed.split("\0") if n] + _files_under(repo / "shared"))]
+    parts += [(c, _files_under(repo / c)) for c in carry]
+    for name, files in parts:
+        sizes[name] = 0
+        for path in files:
+            if path.is_file() and path.resolve() not in seen:
+                seen.add(path.resolve())
+                sizes[name] += path.stat().st_size
     sizes["total"] = sum(sizes.values())
     return sizes
 
@@ -174,23 +172,20 @@ def check_travel(sizes: dict[str, int], limit: int = TRAVEL_LIMIT) -> str:
     lines = [f"{name:<12} {size / 2**20:7.2f} MiB" for name, size in sizes.items()]
     report = "\n".join(lines) + f"\nlimit        {limit / 2**20:7.2f} MiB"
     if sizes["total"] > limit:
-        raise SystemExit(f"{report}\nwhat travels is over the device tool's limit: carry less (drop --with-pyarrow?)")
+        raise SystemExit(f"{report}\nwhat travels is over the device tool's limit: carry less")
     return report
 
 
-def prepare(folder: Path, with_pyarrow: bool = False, download: bool = True) -> dict[str, int]:
+def prepare(folder: Path, download: bool = True) -> dict[str, int]:
     """Fill `folder` (wheels/ and model/), then check what travels. `download=False` skips pip (tests)."""
     wheels = folder / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     if download:
-        for command in pip_download_commands(wheels, with_pyarrow):
+        for command in pip_download_commands(wheels):
             subprocess.run(command, check=True)
-    missing = missing_packages(wheels, with_pyarrow)
+    missing = missing_packages(wheels)
     if download and missing:
         raise SystemExit(f"prepare: not downloaded: {', '.join(missing)}")
-    if not with_pyarrow:  # an earlier --with-pyarrow must not travel now
-        for stale in wheels.glob("pyarrow-*"):
-            stale.unlink()
     model = export_model(folder / "model")
     from transformers import AutoConfig
 
@@ -262,7 +257,8 @@ def report(junit: Path, bench: Path, metrics: Path | None, phases: dict[str, str
         for line in metrics.read_text().splitlines():
             m = json.loads(line)
             losses = ", ".join(f"{x:.4g}" for x in m.get("losses", []))
-            lines.append(f"| {m['name']} | {m['steps']} | {m['seconds']:.1f} | {m['peak_mib']:.0f} | {losses} |")
+            peak = "—" if m.get("peak_mib") is None else f"{m['peak_mib']:.0f}"
+            lines.append(f"| {m['name']} | {m['steps']} | {m['seconds']:.1f} | {peak} | {losses} |")
     lines += ["", "## bench", ""]
     lines.append(bench.read_text() if bench.is_file() else f"(no bench table: {bench} is missing; see bench.log)")
     return "\n".join(lines) + "\n"
@@ -273,7 +269,6 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="Download the wheels, export the model config, check the travel size.")
     p.add_argument("--dir", default=str(ROOT / DEFAULT_DIR))
-    p.add_argument("--with-pyarrow", action="store_true", help="Also carry pyarrow (~45 MB).")
     r = sub.add_parser("report", help="Write the results file (on the GPU machine).")
     r.add_argument("--junit", required=True)
     r.add_argument("--bench", required=True, help="The bench's bench.md.")
@@ -282,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", required=True)
     opts = parser.parse_args(argv)
     if opts.command == "prepare":
-        prepare(Path(opts.dir), opts.with_pyarrow)
+        prepare(Path(opts.dir))
         return 0
     phases = dict(item.split("=", 1) for item in opts.phase)
     text = report(Path(opts.junit), Path(opts.bench), Path(opts.metrics) if opts.metrics else None, phases)
