@@ -259,9 +259,34 @@ def report(junit: Path, bench: Path, metrics: Path | None, phases: dict[str, str
             losses = ", ".join(f"{x:.4g}" for x in m.get("losses", []))
             peak = "—" if m.get("peak_mib") is None else f"{m['peak_mib']:.0f}"
             lines.append(f"| {m['name']} | {m['steps']} | {m['seconds']:.1f} | {peak} | {losses} |")
-    lines += ["", "## bench", ""]
-    lines.append(bench.read_text() if bench.is_file() else f"(no bench table: {bench} is missing; see bench.log)")
+    lines += ["", "## bench", "", *bench_section(bench)]
     return "\n".join(lines) + "\n"
+
+
+def bench_section(bench: Path) -> list[str]:
+    """The bench's table (`bench/bench.md`); if the bench was stopped before writing it, the arms that finished
+    (`bench/runs/<arm>-r<k>/result.json`: median seconds per step, generated tokens per step, peak GPU memory)."""
+    table = bench / "bench.md" if bench.is_dir() else bench
+    if table.is_file():
+        return [table.read_text()]
+    runs = sorted((bench / "runs").glob("*/result.json")) if bench.is_dir() else []
+    if not runs:
+        return [f"(no bench table: {table} is missing and no arm finished; see gpu-check.log)"]
+    lines = [
+        f"(no bench table: the bench stopped before the end; the {len(runs)} arm(s) that finished)",
+        "",
+        "| arm | trainer | s / step | gen tokens / step | peak GPU MiB |",
+        "|---|---|---|---|---|",
+    ]
+    for path in runs:
+        r = json.loads(path.read_text())
+        seconds, tokens = sorted(r["step_seconds"]), r["generated_tokens"]
+        peak = "—" if r.get("peak_gpu_mib") is None else f"{r['peak_gpu_mib']:.0f}"
+        lines.append(
+            f"| {path.parent.name} | {r['trainer'].rsplit('.', 1)[-1]} | {seconds[len(seconds) // 2]:.2f} "
+            f"| {sum(tokens) / len(tokens):.0f} | {peak} |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", default=str(ROOT / DEFAULT_DIR))
     r = sub.add_parser("report", help="Write the results file (on the GPU machine).")
     r.add_argument("--junit", required=True)
-    r.add_argument("--bench", required=True, help="The bench's bench.md.")
+    r.add_argument("--bench", required=True, help="The bench's output folder (or its bench.md).")
     r.add_argument("--metrics", default=None, help="The gpu tier's per-trainer JSON lines.")
     r.add_argument("--phase", action="append", default=[], help="name=status, repeated.")
     r.add_argument("--out", required=True)
