@@ -1,7 +1,7 @@
 """The GPU check's two halves: what travels (prepared here) and the one results file (written on the GPU machine).
 
     python launch/gpu_check.py prepare [--dir .gpu-check]    # here, with PyPI: wheels + model config, size check
-    python launch/gpu_check.py report --junit J --bench B --out R   # there: the results file
+    python launch/gpu_check.py wheels | report --junit J --bench B --out R   # there: what to install, the results
     make gpu-check-prepare; bash launch/gpu_check.sh run            # the usual way in
 
 `prepare` fills one gitignored folder (`.gpu-check/`, named in the device tool's `carry`):
@@ -92,6 +92,28 @@ def missing_packages(folder: Path) -> list[str]:
         for name, version in pins.items()
         if not any(f.startswith(f"{normalized(name)}_{normalized(version)}") for f in files)
     ]
+
+
+def wheels_to_install(folder: Path, installed: dict[str, str] | None = None) -> list[Path]:
+    """The carried wheels that the machine needs: all but those of a package it already has at the same or a newer
+    version (e.g. typing-extensions: installing ours over a newer one would downgrade what torch uses)."""
+    from importlib.metadata import distributions
+
+    from packaging.version import InvalidVersion, Version
+
+    if installed is None:
+        installed = {normalized(d.metadata["Name"] or ""): d.version for d in distributions()}
+    chosen = []
+    for wheel in sorted(folder.glob("*.whl")):
+        name, version = wheel.name.split("-")[:2]
+        have = installed.get(normalized(name))
+        try:
+            if have is not None and Version(have) >= Version(version):
+                continue
+        except InvalidVersion:
+            pass
+        chosen.append(wheel)
+    return chosen
 
 
 def qwen2_config(tokenizer, **overrides):
@@ -294,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="Download the wheels, export the model config, check the travel size.")
     p.add_argument("--dir", default=str(ROOT / DEFAULT_DIR))
+    w = sub.add_parser("wheels", help="Print the carried wheels this machine needs, one a line.")
+    w.add_argument("--dir", default=str(ROOT / DEFAULT_DIR))
     r = sub.add_parser("report", help="Write the results file (on the GPU machine).")
     r.add_argument("--junit", required=True)
     r.add_argument("--bench", required=True, help="The bench's output folder (or its bench.md).")
@@ -303,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     if opts.command == "prepare":
         prepare(Path(opts.dir))
+        return 0
+    if opts.command == "wheels":
+        print("\n".join(str(w) for w in wheels_to_install(Path(opts.dir) / "wheels")))
         return 0
     phases = dict(item.split("=", 1) for item in opts.phase)
     text = report(Path(opts.junit), Path(opts.bench), Path(opts.metrics) if opts.metrics else None, phases)

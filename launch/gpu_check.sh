@@ -26,7 +26,9 @@ export TRL_EXPERIMENTAL_SILENCE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHE
 install() {
     local wheels=$DIR/wheels
     ls "$wheels"/*.whl >/dev/null 2>&1 || { echo "no wheels in $wheels: run \`make gpu-check-prepare\` first"; return 1; }
-    "$PY" -m pip install -q --no-index --no-deps --no-compile "$wheels"/*.whl || return 1
+    local needed  # all but the packages the machine already has at that version or newer
+    needed=$("$PY" launch/gpu_check.py wheels --dir "$DIR") || return 1
+    [ -z "$needed" ] || "$PY" -m pip install -q --no-index --no-deps --no-compile $needed || return 1
     if ls "$wheels"/deepspeed-*.tar.gz >/dev/null 2>&1; then  # source only on PyPI; no CUDA op is compiled ahead
         DS_BUILD_OPS=0 timeout 240 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation \
             "$wheels"/deepspeed-*.tar.gz || echo "DeepSpeed did not install: the ZeRO-2 test will skip"

@@ -57,6 +57,23 @@ def test_missing_packages_matches_wheel_and_source_names(gpu_check, tmp_path):
         assert not any(m.startswith(present + "==") for m in missing), missing
 
 
+def test_wheels_to_install_skips_what_the_machine_has_at_that_version_or_newer(gpu_check, tmp_path):
+    for name in (
+        "trl-1.16.0-py3-none-any.whl",
+        "typing_extensions-4.16.0-py3-none-any.whl",
+        "dill-0.4.1-py3-none-any.whl",
+    ):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "deepspeed-0.19.8.tar.gz").write_bytes(b"")  # the source archive is built separately
+    installed = {"typing_extensions": "4.17.0", "dill": "0.3.8", "torch": "2.11.0"}
+    chosen = [p.name for p in gpu_check.wheels_to_install(tmp_path, installed)]
+    assert chosen == [
+        "dill-0.4.1-py3-none-any.whl",
+        "trl-1.16.0-py3-none-any.whl",
+    ]  # older dill replaced, no downgrade
+    assert len(gpu_check.wheels_to_install(tmp_path, {})) == 3
+
+
 def _git_repo(path: Path) -> Path:
     path.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=path, check=True)
@@ -166,7 +183,8 @@ def test_run_writes_one_results_file_under_out(tmp_path):
     stand_in.chmod(0o755)
     check_dir = tmp_path / "check"
     (check_dir / "wheels").mkdir(parents=True)
-    (check_dir / "wheels" / "trl-1.16.0-py3-none-any.whl").write_bytes(b"")
+    (check_dir / "wheels" / "trl-1.16.0-py3-none-any.whl").write_bytes(b"")  # installed here: skipped
+    (check_dir / "wheels" / "gpu_check_absent-1.0-py3-none-any.whl").write_bytes(b"")
     out, calls = tmp_path / "out", tmp_path / "calls.txt"
     env = {
         **os.environ,
@@ -187,7 +205,8 @@ def test_run_writes_one_results_file_under_out(tmp_path):
     assert "| test_gpu | passed |" in text and "| trl | 1.00 |" in text
     assert (out / "gpu-check.log").is_file() and (out / "junit.xml").is_file()
     made = calls.read_text()
-    assert f"--no-index --no-deps --no-compile {check_dir}/wheels/trl-1.16.0-py3-none-any.whl" in made
+    pip = next(line for line in made.splitlines() if line.startswith("-m pip install -q --no-index --no-deps"))
+    assert pip.endswith(f"--no-compile {check_dir}/wheels/gpu_check_absent-1.0-py3-none-any.whl"), pip
     assert "-m pytest -q tests/gpu -m gpu" in made
     bench = next(line for line in made.splitlines() if line.startswith("-m selfcorrect.bench"))
     assert f"--model {check_dir}/model --random-init --dtype bfloat16" in bench and "--max-new-tokens 64" in bench
