@@ -30,7 +30,7 @@ install() {
     needed=$("$PY" launch/gpu_check.py wheels --dir "$DIR") || return 1
     [ -z "$needed" ] || "$PY" -m pip install -q --no-index --no-deps --no-compile $needed || return 1
     if ls "$wheels"/deepspeed-*.tar.gz >/dev/null 2>&1; then  # source only on PyPI; no CUDA op is compiled ahead
-        DS_BUILD_OPS=0 timeout 240 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation \
+        DS_BUILD_OPS=0 timeout 90 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation \
             "$wheels"/deepspeed-*.tar.gz || echo "DeepSpeed did not install: the ZeRO-2 test will skip"
     fi
     "$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . \
