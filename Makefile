@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export WANDB_MODE ?= offline
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: install demo test test-slow test-math quality style bench reproduce critic-server clean
+.PHONY: install demo test test-slow test-math quality style bench reproduce critic-server gpu-check-prepare gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -54,6 +54,14 @@ bench: install
 # make reproduce REPRODUCE_ARGS="--arms base,warmup,warmup+score --seeds 0,1,2"
 reproduce: install
 	$(PY) recipes/reproduce.py run $(REPRODUCE_ARGS)
+
+# The GPU check (launch/gpu_check.sh): prepare here (PyPI reachable) into the gitignored .gpu-check/, then on the GPU
+# machine, e.g. the device tool's run(command="make gpu-check", carry=[".gpu-check"], timeout_s=540). No install there.
+gpu-check-prepare: install
+	$(PY) launch/gpu_check.py prepare
+
+gpu-check:
+	bash launch/gpu_check.sh run
 
 # An OpenAI-compatible critic server (`critic: endpoint`, `critic_url: http://localhost:8001/v1`), offline, on the CPU.
 CRITIC_PORT ?= 8001
