@@ -564,7 +564,8 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
             ]
             attempt_completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
             judged = [{**row, "judged_correct": _at(row.get("attempt_judged"), k)} for row in inputs]
-            scores = super()._calculate_rewards(judged, prompts, attempt_completions, ids)  # (N, F), gathered
+            with self._reward_logs_of_attempt(k):
+                scores = super()._calculate_rewards(judged, prompts, attempt_completions, ids)  # (N, F), gathered
             scores[num_made <= k] = float("nan")  # attempt k never made
             per_attempt.append(scores)
         rewards_per_func = torch.stack(per_attempt, dim=1)  # (N, K, F)
@@ -577,6 +578,22 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
 
         # TRL logs and baselines these; our advantages replace its advantages afterwards.
         return rewards_per_func[torch.arange(len(num_made), device=device), num_made - 1]  # (N, F)
+
+    @contextlib.contextmanager
+    def _reward_logs_of_attempt(self, k: int):
+        """While attempt k is scored: what reward functions log through TRL's `log_extra` / `log_metric` kwargs is
+        named per attempt (`<column>_<k+1>`, as the table's `attempt_<k+1>`), so that K calls do not write K rows per
+        sample into one column. One attempt: TRL's names unchanged."""
+        if self.args.max_attempts == 1:
+            yield
+            return
+        log_extra, log_metric = self._log_completion_extra, self._log_metric  # the class's (TRL's or an override)
+        self._log_completion_extra = lambda column, values: log_extra(f"{column}_{k + 1}", values)
+        self._log_metric = lambda name, value: log_metric(f"{name}_t{k + 1}", value)
+        try:
+            yield
+        finally:
+            del self._log_completion_extra, self._log_metric
 
     def assign_credit(self, rewards: torch.Tensor, episodes: dict[str, list]) -> torch.Tensor:
         """The credit step: (N, K) attempt rewards of the gathered batch -> (N, K) attempt advantages.

@@ -217,3 +217,25 @@ def test_ufo_reward_functions_judge_attempts(tmp_path, tiny_model_dir, reward_mo
     # UFO's return: 1 for a first-turn success, gamma = 0.5 for a second; normalized within groups of 2 -> +-0.25
     first_tokens = [out["advantages"][b, row["attempt_spans"][0][0]].item() for b, row in enumerate(rows)]
     assert first_tokens == pytest.approx([0.25, -0.25, 0.25, -0.25], abs=1e-5)
+
+
+def logging_reward(completions, log_extra, log_metric, **kwargs):
+    """A reward that logs through TRL's `log_extra` and `log_metric` kwargs: each completion's text, and a count."""
+    texts = [c[-1]["content"] for c in completions]
+    log_extra("seen", texts)
+    log_metric("long_texts", float(sum(len(t) > 14 for t in texts)))
+    return [0.0] * len(texts)
+
+
+def test_score_reward_logs_are_named_per_attempt(tmp_path, tiny_model_dir):
+    """What a reward function logs with `log_extra` / `log_metric` while attempt k is scored lands under
+    `<column>_<k>` / `<metric>_t<k>`: one table row per episode in each, holding that attempt's values."""
+    from selfcorrect.trainers import SCoReConfig, SCoReTrainer
+
+    trainer = _trainer(SCoReTrainer, SCoReConfig, tmp_path, tiny_model_dir, _dataset(True), [logging_reward], None)
+    _scripted_batch(trainer, lambda i, k: WRONG if k == 0 else RIGHT)
+    assert list(trainer._logs["extra"]["seen_1"]) == [WRONG] * 4
+    assert list(trainer._logs["extra"]["seen_2"]) == [RIGHT] * 4
+    assert "seen" not in trainer._logs["extra"]
+    metrics = trainer._metrics["train"]
+    assert metrics["long_texts_t1"] == [4.0] and metrics["long_texts_t2"] == [0.0]  # 16 and 13 characters
