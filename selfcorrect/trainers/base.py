@@ -46,7 +46,7 @@ import torch
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
 from trl.data_utils import apply_chat_template, is_conversational
-from trl.trainer.utils import is_async_callable
+from trl.trainer.utils import get_config_model_id, is_async_callable
 
 from ..algos import (
     ADVANTAGE_MODES,
@@ -233,8 +233,11 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
     # The loss forward runs per length group when that saves at least this share of padded tokens.
     length_group_min_saving: float = 0.25
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model, reward_funcs=None, args=None, *more, **kwargs):
+        if args is None:  # as TRL does, with this method's config (TRL's `GRPOConfig` lacks the episode's fields)
+            name = model if isinstance(model, str) else get_config_model_id(model.config)
+            args = self._default_config_class()(f"{name.split('/')[-1]}-GRPO")
+        super().__init__(model, reward_funcs, args, *more, **kwargs)
         self.rollout_func = self._rollout_episodes
         self._padding_ids: list[int] = []  # a context that pads collective generation calls (the batch's shortest)
         self._critique_tokens = 0
@@ -272,6 +275,14 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         joined_reason = self.joined_loss_reason() if self.args.verification_solutions else None
         if joined_reason and self.args.verification_loss_passes:
             logger.info("verification rows share the solutions' loss pass: %s.", joined_reason)
+
+    @classmethod
+    def _default_config_class(cls) -> type[MultiAttemptConfig]:
+        """The config of the nearest registered method in this class's ancestry (`args=None`: its defaults)."""
+        from . import METHODS  # the registry imports this module
+
+        registered = {method.trainer: method.config for method in METHODS.values()}
+        return next((registered[c] for c in cls.__mro__ if c in registered), MultiAttemptConfig)
 
     def _attempt_cap(self) -> int:
         """Token cap of one attempt: `max_attempt_length`, never beyond TRL's `max_completion_length` (so that with

@@ -212,3 +212,23 @@ def test_eval_with_num_generations_eval(tmp_path, qwen2_dirs):
     )
     trainer.train()
     assert any("eval_loss" in log for log in trainer.state.log_history)
+
+
+def test_args_none_builds_the_methods_own_config():
+    """`args=None` (TRL builds `GRPOConfig("<model>-GRPO")`): each trainer builds its registered method's config, a
+    user's subclass its parent's, so the episode's fields exist."""
+    from selfcorrect.trainers import (
+        MultiAttemptConfig,
+        MultiAttemptGRPOTrainer,
+        SCoReConfig,
+        SCoReTrainer,
+        UFOConfig,
+        UFOTrainer,
+    )
+
+    class MyUFO(UFOTrainer):
+        pass
+
+    assert SCoReTrainer._default_config_class() is SCoReConfig
+    assert MyUFO._default_config_class() is UFOConfig
+    assert MultiAttemptGRPOTrainer._default_config_class() is MultiAttemptConfig
