@@ -237,6 +237,13 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         if args is None:  # as TRL does, with this method's config (TRL's `GRPOConfig` lacks the episode's fields)
             name = model if isinstance(model, str) else get_config_model_id(model.config)
             args = self._default_config_class()(f"{name.split('/')[-1]}-GRPO")
+        owned = [name for name in ("rollout_func", "tools", "environment_factory") if kwargs.get(name)]
+        if owned:
+            raise ValueError(
+                f"{type(self).__name__} generates its own episodes (attempts and feedback turns, `rollout_func` = the "
+                f"episode engine), and TRL runs tool calls and environments only in its own rollout, so {owned} would "
+                "be ignored. Use `method: grpo` (TRL's GRPOTrainer) for a custom rollout, tools or environments."
+            )
         super().__init__(model, reward_funcs, args, *more, **kwargs)
         self.rollout_func = self._rollout_episodes
         self._padding_ids: list[int] = []  # a context that pads collective generation calls (the batch's shortest)

@@ -232,3 +232,32 @@ def test_args_none_builds_the_methods_own_config():
     assert SCoReTrainer._default_config_class() is SCoReConfig
     assert MyUFO._default_config_class() is UFOConfig
     assert MultiAttemptGRPOTrainer._default_config_class() is MultiAttemptConfig
+
+
+def multiply(a: int, b: int) -> int:
+    """Multiplies two integers.
+
+    Args:
+        a: The first integer.
+        b: The second integer.
+    """
+    return a * b
+
+
+@pytest.mark.parametrize(
+    "extra", [{"tools": [multiply]}, {"rollout_func": lambda prompts, trainer: {}}], ids=["tools", "rollout_func"]
+)
+def test_what_the_episode_engine_replaces_is_refused(tmp_path, qwen2_dirs, extra):
+    """TRL runs tools (and environments) only in its own rollout, which the episode engine replaces: refused with a
+    sentence, not silently ignored."""
+    from selfcorrect.trainers.base import MultiAttemptGRPOTrainer
+
+    policy, _ = qwen2_dirs
+    with pytest.raises(ValueError, match="method: grpo"):
+        MultiAttemptGRPOTrainer(
+            model=str(policy),
+            reward_funcs=length_reward,
+            args=one_attempt_config(tmp_path),
+            train_dataset=prompts_dataset(),
+            **extra,
+        )
