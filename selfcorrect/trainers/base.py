@@ -7,8 +7,12 @@
    gathering work as in TRL. Feedback tokens are environment tokens: `env_mask` = 0 takes them out of the loss.
 2. Scoring (`_calculate_rewards`): the recipe's reward functions score each attempt from its own text (TRL's
    `completions` is the whole episode, feedback included), with the judge's verdict from the rollout passed as
-   `judged_correct` (so `accuracy` reuses it: math-verify runs once per attempt). Rewards are gathered across ranks
-   before any group statistic.
+   `judged_correct` (so `accuracy` reuses it: math-verify runs once per attempt). Each attempt goes through TRL's own
+   `_calculate_rewards`, so every reward function TRL takes works: callables, async callables, reward models by id,
+   path or instance (they read the prompt followed by that attempt, formatted as TRL formats it) with
+   `reward_processing_classes`; names are TRL's `reward_func_names`, and what a function logs through `log_extra` /
+   `log_metric` is named per attempt. Rewards are gathered across ranks before any group statistic. A custom
+   `rollout_func`, `tools` and `environment_factory` are refused: the episode engine replaces TRL's rollout.
 3. Credit (`assign_credit`, one step, top to bottom): (N, K) attempt rewards -> method credit (`attempt_advantages`)
    -> advantage mode (`advantage_mode`: PSR / NSR / W-REINFORCE weight the credit's positive and negative parts,
    `selfcorrect.algos.sign_weighted_advantages`) -> R3L positive amplification -> (N, K) attempt advantages. Then
