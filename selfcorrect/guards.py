@@ -124,7 +124,7 @@ class RewardBatchGuard:
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (N, F)
-        self.unscored_batches.check(rewards_per_func, [getattr(f, "__name__", str(f)) for f in self.reward_funcs])
+        self.unscored_batches.check(rewards_per_func, self.reward_func_names)
         return rewards_per_func
 
 

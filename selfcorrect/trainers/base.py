@@ -7,8 +7,12 @@
    gathering work as in TRL. Feedback tokens are environment tokens: `env_mask` = 0 takes them out of the loss.
 2. Scoring (`_calculate_rewards`): the recipe's reward functions score each attempt from its own text (TRL's
    `completions` is the whole episode, feedback included), with the judge's verdict from the rollout passed as
-   `judged_correct` (so `accuracy` reuses it: math-verify runs once per attempt). Rewards are gathered across ranks
-   before any group statistic.
+   `judged_correct` (so `accuracy` reuses it: math-verify runs once per attempt). Each attempt goes through TRL's own
+   `_calculate_rewards`, so every reward function TRL takes works: callables, async callables, reward models by id,
+   path or instance (they read the prompt followed by that attempt, formatted as TRL formats it) with
+   `reward_processing_classes`; names are TRL's `reward_func_names`, and what a function logs through `log_extra` /
+   `log_metric` is named per attempt. Rewards are gathered across ranks before any group statistic. A custom
+   `rollout_func`, `tools` and `environment_factory` are refused: the episode engine replaces TRL's rollout.
 3. Credit (`assign_credit`, one step, top to bottom): (N, K) attempt rewards -> method credit (`attempt_advantages`)
    -> advantage mode (`advantage_mode`: PSR / NSR / W-REINFORCE weight the credit's positive and negative parts,
    `selfcorrect.algos.sign_weighted_advantages`) -> R3L positive amplification -> (N, K) attempt advantages. Then
@@ -35,6 +39,7 @@ How each method composes with `advantage_mode`, R3L amplification and RISE verif
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
@@ -44,6 +49,8 @@ from typing import Any, ClassVar
 import torch
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
+from trl.data_utils import apply_chat_template, is_conversational
+from trl.trainer.utils import get_config_model_id, is_async_callable
 
 from ..algos import (
     ADVANTAGE_MODES,
@@ -230,8 +237,18 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
     # The loss forward runs per length group when that saves at least this share of padded tokens.
     length_group_min_saving: float = 0.25
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model, reward_funcs=None, args=None, *more, **kwargs):
+        if args is None:  # as TRL does, with this method's config (TRL's `GRPOConfig` lacks the episode's fields)
+            name = model if isinstance(model, str) else get_config_model_id(model.config)
+            args = self._default_config_class()(f"{name.split('/')[-1]}-GRPO")
+        owned = [name for name in ("rollout_func", "tools", "environment_factory") if kwargs.get(name)]
+        if owned:
+            raise ValueError(
+                f"{type(self).__name__} generates its own episodes (attempts and feedback turns, `rollout_func` = the "
+                f"episode engine), and TRL runs tool calls and environments only in its own rollout, so {owned} would "
+                "be ignored. Use `method: grpo` (TRL's GRPOTrainer) for a custom rollout, tools or environments."
+            )
+        super().__init__(model, reward_funcs, args, *more, **kwargs)
         self.rollout_func = self._rollout_episodes
         self._padding_ids: list[int] = []  # a context that pads collective generation calls (the batch's shortest)
         self._critique_tokens = 0
@@ -251,7 +268,7 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         )
         self.episode_spec = EpisodeSpec(
             max_attempts=self.args.max_attempts,
-            max_attempt_tokens=self.args.max_attempt_length,
+            max_attempt_tokens=self._attempt_cap(),
             stop_on_correct=self.args.stop_on_correct,
         )
         example = self._longest_feedback_example()
@@ -270,6 +287,21 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         if joined_reason and self.args.verification_loss_passes:
             logger.info("verification rows share the solutions' loss pass: %s.", joined_reason)
 
+    @classmethod
+    def _default_config_class(cls) -> type[MultiAttemptConfig]:
+        """The config of the nearest registered method in this class's ancestry (`args=None`: its defaults)."""
+        from . import METHODS  # the registry imports this module
+
+        registered = {method.trainer: method.config for method in METHODS.values()}
+        return next((registered[c] for c in cls.__mro__ if c in registered), MultiAttemptConfig)
+
+    def _attempt_cap(self) -> int:
+        """Token cap of one attempt: `max_attempt_length`, never beyond TRL's `max_completion_length` (so that with
+        `max_attempts: 1` an attempt is capped as TRL caps a completion)."""
+        if self.args.max_completion_length is None:
+            return self.args.max_attempt_length
+        return min(self.args.max_attempt_length, self.args.max_completion_length)
+
     @property
     def _has_own_credit(self) -> bool:
         """Does this class (a method or a user's subclass) replace the default `attempt_advantages`?"""
@@ -287,7 +319,7 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
                 "method's credit, or grpo."
             )
         ignored = [name for name in self.reward_func_names if name not in VERDICT_REWARDS]
-        if not self.credit_reads_rewards() and ignored:
+        if not self.credit_reads_rewards() and ignored and not self._rewards_judge():
             source = "its `attempt_advantages`" if own_credit else f"`advantage_mode: {mode}`"
             remedy = "" if own_credit else ", or `advantage_mode: grpo`, whose credit reads them"
             raise ValueError(
@@ -309,6 +341,16 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
                 "(feedback, early stop, metrics). Add gold answers, set `judge_threshold` (an attempt is right when "
                 "its weighted reward reaches it), or override `judge`."
             )
+
+    def _rewards_judge(self) -> bool:
+        """Do the reward functions make the verdicts? (`judge_threshold` with the default judge, on training data
+        without a gold `solution` column.) Then they reach a credit made of verdicts too (UFO's return, PSR/NSR)."""
+        columns = getattr(self.train_dataset, "column_names", None) or []
+        return (
+            self.args.judge_threshold is not None
+            and type(self).judge is MultiAttemptGRPOTrainer.judge
+            and "solution" not in columns
+        )
 
     def _longest_feedback_example(self) -> str:
         """A feedback turn at least as long as any this run writes (for the `max_completion_length` check)."""
@@ -350,26 +392,44 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         return self._weighted_reward(text, row) >= self.args.judge_threshold
 
     def _weighted_reward(self, text: str, row: dict[str, Any]) -> float:
-        """TRL's weighted reward of one attempt, from the recipe's reward functions called as TRL calls them."""
-        conversational = isinstance(row.get("prompt"), list)
+        """TRL's weighted reward of one attempt, each reward function called as TRL's `_calculate_rewards` calls it:
+        callables with the row's columns as keyword arguments, async callables on TRL's event loop, reward models on
+        the prompt followed by the attempt (`_reward_model_score`). Local to this rank (no collective call)."""
+        conversational = is_conversational({"prompt": row["prompt"]})
         completion = [{"role": "assistant", "content": text}] if conversational else text
         kwargs = {key: [value] for key, value in row.items() if key not in ("prompt", "completion", "completion_ids")}
         total = 0.0
-        for func, weight in zip(self.reward_funcs, self.reward_weights.tolist()):
+        functions = zip(self.reward_funcs, self.reward_processing_classes, self.reward_weights.tolist(), strict=True)
+        for func, processing_class, weight in functions:
             if isinstance(func, torch.nn.Module):
-                raise ValueError(
-                    "`judge_threshold` judges with callable reward functions only; a reward model cannot judge an "
-                    "attempt during the rollout. Override `judge` instead."
+                value = self._reward_model_score(func, processing_class, row["prompt"], completion)
+            else:
+                call = partial(
+                    func,
+                    prompts=[row.get("prompt")],
+                    completions=[completion],
+                    completion_ids=[self._tokenizer.encode(text, add_special_tokens=False)],
+                    trainer_state=self.state,
+                    **kwargs,
                 )
-            (value,) = func(
-                prompts=[row.get("prompt")],
-                completions=[completion],
-                completion_ids=[self._tokenizer.encode(text, add_special_tokens=False)],
-                trainer_state=self.state,
-                **kwargs,
-            )
+                if is_async_callable(func):
+                    (value,) = asyncio.run_coroutine_threadsafe(call(), self.async_loop).result()
+                else:
+                    (value,) = call()
             total += weight * (0.0 if value is None else value)
         return total
+
+    def _reward_model_score(self, model: torch.nn.Module, processing_class, prompt, completion) -> float:
+        """A reward model's score of one prompt + completion, with the input TRL's `_calculate_rewards` builds:
+        the chat template over prompt + completion messages (conversational data), else the two strings joined."""
+        if isinstance(completion, list):
+            messages = {"messages": prompt + completion}
+            text = apply_chat_template(messages, processing_class, **self.chat_template_kwargs)["text"]
+        else:
+            text = prompt + completion
+        encoded = processing_class(text=[text], return_tensors="pt", add_special_tokens=False).to(model.device)
+        with torch.inference_mode():
+            return model(**encoded).logits[0, 0].item()
 
     def feedback(self, outcome: AttemptOutcome) -> str | None:
         """The user turn after an attempt; None ends the episode. Default: the configured provider."""
@@ -526,20 +586,36 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
             ]
             attempt_completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
             judged = [{**row, "judged_correct": _at(row.get("attempt_judged"), k)} for row in inputs]
-            scores = super()._calculate_rewards(judged, prompts, attempt_completions, ids)  # (N, F), gathered
+            with self._reward_logs_of_attempt(k):
+                scores = super()._calculate_rewards(judged, prompts, attempt_completions, ids)  # (N, F), gathered
             scores[num_made <= k] = float("nan")  # attempt k never made
             per_attempt.append(scores)
         rewards_per_func = torch.stack(per_attempt, dim=1)  # (N, K, F)
         rewards = self.attempt_rewards(rewards_per_func)  # (N, K)
         self._attempt_advantages = self.assign_credit(rewards, episodes)  # (N, K)
-        names = [f.__name__ for f in self.reward_funcs]
-        if self.unscored_batches.check(rewards_per_func[:, 0], names):  # every episode made attempt 1
+        if self.unscored_batches.check(rewards_per_func[:, 0], self.reward_func_names):  # every episode made attempt 1
             self._attempt_advantages.zero_()  # as in TRL: an unscored batch contributes no policy gradient
         self._log_episodes(rewards, episodes)
         self._log_feedback_critic()
 
         # TRL logs and baselines these; our advantages replace its advantages afterwards.
         return rewards_per_func[torch.arange(len(num_made), device=device), num_made - 1]  # (N, F)
+
+    @contextlib.contextmanager
+    def _reward_logs_of_attempt(self, k: int):
+        """While attempt k is scored: what reward functions log through TRL's `log_extra` / `log_metric` kwargs is
+        named per attempt (`<column>_<k+1>`, as the table's `attempt_<k+1>`), so that K calls do not write K rows per
+        sample into one column. One attempt: TRL's names unchanged."""
+        if self.args.max_attempts == 1:
+            yield
+            return
+        log_extra, log_metric = self._log_completion_extra, self._log_metric  # the class's (TRL's or an override)
+        self._log_completion_extra = lambda column, values: log_extra(f"{column}_{k + 1}", values)
+        self._log_metric = lambda name, value: log_metric(f"{name}_t{k + 1}", value)
+        try:
+            yield
+        finally:
+            del self._log_completion_extra, self._log_metric
 
     def assign_credit(self, rewards: torch.Tensor, episodes: dict[str, list]) -> torch.Tensor:
         """The credit step: (N, K) attempt rewards of the gathered batch -> (N, K) attempt advantages.
