@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from .answers import answers_match, classify, extract_boxed, normalize_text, parse_gold, surface_kind
@@ -368,10 +369,18 @@ def _import_dotted(path: str) -> Any:
     return obj
 
 
-def get_reward_funcs(names: Sequence[str]) -> list[Callable[..., list[float | None]]]:
-    """Resolve registry names and dotted paths (`package.module:func` or `package.module.func`) to wrapped functions.
+def _names_reward_model(name: str) -> bool:
+    """A local folder, or a hub id (`org/name`), rather than a registered name or a dotted path to a function."""
+    return Path(name).is_dir() or ("/" in name and ":" not in name)
 
-    A registry function keeps its key as name; a dotted path gets its last component (TRL logs `rewards/<name>/...`).
+
+def get_reward_funcs(names: Sequence[str]) -> list[Callable[..., list[float | None]] | str]:
+    """Resolve registry names and dotted paths (`package.module:func` or `package.module.func`) to wrapped functions,
+    and reward models (a local folder or a hub id, e.g. `reward_funcs: [accuracy, models/my-rm]`) to their path, which
+    TRL's `GRPOTrainer` loads as a one-label `AutoModelForSequenceClassification`, as it does for a string it is given.
+
+    A registry function keeps its key as name; a dotted path gets its last component (TRL logs `rewards/<name>/...`);
+    a reward model is named by TRL (the last part of its path).
     """
     if isinstance(names, str):
         names = [names]
@@ -379,6 +388,11 @@ def get_reward_funcs(names: Sequence[str]) -> list[Callable[..., list[float | No
         raise ValueError(f"no reward functions given; use names from {sorted(REWARD_FUNCS)} or dotted paths.")
     funcs, seen = [], {}
     for name in names:
+        if name not in REWARD_FUNCS and _names_reward_model(name):
+            from .models import resolve_model_path  # a clear error offline, not transformers' retry loop
+
+            funcs.append(resolve_model_path(name, field="reward_funcs"))  # TRL loads it (sequence classification)
+            continue
         if name in REWARD_FUNCS:
             func, short = REWARD_FUNCS[name], name
         elif "." in name or ":" in name:

@@ -239,3 +239,36 @@ def test_score_reward_logs_are_named_per_attempt(tmp_path, tiny_model_dir):
     assert "seen" not in trainer._logs["extra"]
     metrics = trainer._metrics["train"]
     assert metrics["long_texts_t1"] == [4.0] and metrics["long_texts_t2"] == [0.0]  # 16 and 13 characters
+
+
+def test_a_recipe_names_a_reward_model_by_folder(tmp_path, tiny_model_dir, reward_model_dir):
+    """`reward_funcs: [accuracy, <folder>]` in a recipe: the folder reaches TRL as a string, which loads it as a one-label
+    sequence classifier and names it after the folder, beside the registered function."""
+    from tests.helpers import build_trainer, write_recipe
+
+    recipe = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        method="score",
+        reward_funcs=["accuracy", str(reward_model_dir)],
+        max_attempt_length=8,
+        max_completion_length=96,
+    )
+    trainer = build_trainer(recipe)
+    assert trainer.reward_func_names == ["accuracy", reward_model_dir.name]
+    reward_model = trainer.reward_funcs[1]
+    assert reward_model.__class__.__name__ == "LlamaForSequenceClassification"
+    assert reward_model.config.num_labels == 1
+
+
+def test_a_reward_model_hub_id_offline_is_a_clear_error(monkeypatch):
+    """A hub id that is neither cached nor reachable fails at once, naming the field, not after transformers' retries."""
+    from selfcorrect import models
+    from selfcorrect.models import ModelLoadError
+    from selfcorrect.rewards import get_reward_funcs
+
+    monkeypatch.setattr(models, "_hub_is_reachable", lambda *args, **kwargs: False)
+    with pytest.raises(
+        ModelLoadError, match=r"`reward_funcs`: 'no-such-org/no-such-reward-model' is not a local folder"
+    ):
+        get_reward_funcs(["accuracy", "no-such-org/no-such-reward-model"])
