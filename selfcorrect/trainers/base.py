@@ -579,13 +579,15 @@ class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
         num_made = torch.tensor([len(t) for t in episodes["attempt_texts"]], device=device)  # (N,) attempts made
         per_attempt = []
         for k in range(num_attempts):
-            texts = [row["attempt_texts"][k] if k < len(row["attempt_texts"]) else "" for row in inputs]
+            # An attempt never made (the episode stopped) is scored on the last one made and discarded below, so no
+            # reward function sees an empty attempt and TRL does not warn that they all returned None for it.
+            made = [min(k, len(row["attempt_texts"]) - 1) for row in inputs]
+            texts = [row["attempt_texts"][j] for row, j in zip(inputs, made)]
             ids = [
-                completion_ids_list[i][slice(*row["attempt_spans"][k])] if k < len(row["attempt_spans"]) else []
-                for i, row in enumerate(inputs)
+                completion_ids_list[i][slice(*row["attempt_spans"][j])] for i, (row, j) in enumerate(zip(inputs, made))
             ]
             attempt_completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
-            judged = [{**row, "judged_correct": _at(row.get("attempt_judged"), k)} for row in inputs]
+            judged = [{**row, "judged_correct": _at(row.get("attempt_judged"), j)} for row, j in zip(inputs, made)]
             with self._reward_logs_of_attempt(k):
                 scores = super()._calculate_rewards(judged, prompts, attempt_completions, ids)  # (N, F), gathered
             scores[num_made <= k] = float("nan")  # attempt k never made

@@ -272,3 +272,35 @@ def test_a_reward_model_hub_id_offline_is_a_clear_error(monkeypatch):
         ModelLoadError, match=r"`reward_funcs`: 'no-such-org/no-such-reward-model' is not a local folder"
     ):
         get_reward_funcs(["accuracy", "no-such-org/no-such-reward-model"])
+
+
+def test_attempts_never_made_reach_no_reward_function(tmp_path, tiny_model_dir, caplog):
+    """SCoRe with `stop_on_correct`: episodes that stop at a right first attempt make no second one: no reward function is called on an empty
+    attempt, so TRL never warns that all reward functions returned None, and that attempt's reward stays unset."""
+    from selfcorrect.rewards import get_reward_funcs
+    from selfcorrect.trainers import SCoReConfig, SCoReTrainer
+
+    seen = []
+
+    def recording_accuracy(completions, **kwargs):
+        seen.extend(c[-1]["content"] for c in completions)
+        return get_reward_funcs(["accuracy"])[0](completions, **kwargs)
+
+    trainer = _trainer(
+        SCoReTrainer,
+        SCoReConfig,
+        tmp_path,
+        tiny_model_dir,
+        _dataset(True, solution=True, distinct=False),
+        [recording_accuracy],
+        None,
+        max_attempts=2,
+        stop_on_correct=True,
+    )
+    with caplog.at_level("WARNING"):
+        rows, _ = _scripted_batch(trainer, lambda i, k: RIGHT if i % 2 == 0 or k == 1 else WRONG, by_prompt=False)
+    assert [row["attempt_correct"] for row in rows] == [[True], [False, True], [True], [False, True]]
+    assert "" not in seen
+    assert not [r for r in caplog.records if "All reward functions returned None" in r.getMessage()]
+    rewards = trainer._metrics["train"]
+    assert rewards["selfcorrect/acc_t1"] == [0.5]
