@@ -17,8 +17,11 @@ from pathlib import Path
 logger = logging.getLogger("selfcorrect")
 
 
-def run_eval(trainer_or_model, tokenizer, test_ds, script_args, output_dir: str, name: str, accelerator=None):
-    """The self-correction table on the main process (others wait), saved under `output_dir/eval/name.*`."""
+def run_eval(
+    trainer_or_model, tokenizer, test_ds, script_args, output_dir: str, name: str, accelerator=None, eval_split=None
+):
+    """The self-correction table on the main process (others wait), saved under `output_dir/eval/name.*`, with
+    `eval_split` (which rows were evaluated; `held_out: false` when they are training rows) in its config."""
     from .evaluate import evaluate_with_script_args, markdown_table, save_results
 
     if accelerator is not None and not accelerator.is_main_process:
@@ -28,6 +31,8 @@ def run_eval(trainer_or_model, tokenizer, test_ds, script_args, output_dir: str,
     if accelerator is not None:
         model = accelerator.unwrap_model(model)
     result = evaluate_with_script_args(model, tokenizer, test_ds, script_args)
+    if eval_split is not None:
+        result["config"]["eval_split"] = eval_split
     path = save_results(result, Path(output_dir) / "eval", name)
     print(f"\n{markdown_table(result['metrics'], title=name)}\n", flush=True)
     from .tracking import log_eval
@@ -104,6 +109,9 @@ def main(argv: list[str] | None = None):
     trainer, recipe, test_ds = build_trainer(argv)
     model_args, data_args, script_args, training_args = recipe
     tokenizer = trainer.processing_class
+    from .data import eval_split_summary
+
+    eval_split = eval_split_summary(data_args)
     if "wandb" in (training_args.report_to or []) and trainer.accelerator.is_main_process:
         from .tracking import init_wandb_run
 
@@ -117,7 +125,14 @@ def main(argv: list[str] | None = None):
     before = None
     if script_args.eval_before_training:
         before = run_eval(
-            trainer.model, tokenizer, test_ds, script_args, training_args.output_dir, "before", trainer.accelerator
+            trainer.model,
+            tokenizer,
+            test_ds,
+            script_args,
+            training_args.output_dir,
+            "before",
+            trainer.accelerator,
+            eval_split,
         )
 
     checkpoint = training_args.resume_from_checkpoint
@@ -145,7 +160,14 @@ def main(argv: list[str] | None = None):
 
     if script_args.eval_after_training:
         after = run_eval(
-            trainer.model, tokenizer, test_ds, script_args, training_args.output_dir, "after", trainer.accelerator
+            trainer.model,
+            tokenizer,
+            test_ds,
+            script_args,
+            training_args.output_dir,
+            "after",
+            trainer.accelerator,
+            eval_split,
         )
         if before is not None and after is not None:  # main process: one table and one plot of both
             from .evaluate import save_comparison

@@ -257,3 +257,27 @@ def test_one_attempt_table_shows_only_what_applies():
     two = {**one, "acc_t2": 0.5, "delta": 0.25, "delta_i2c": 0.25}
     assert markdown_table(two, title="m").splitlines()[0] == "| m | acc@t1 | acc@t2 | Δ(t1,tK) | Δ i→c | Δ c→i |"
     assert markdown_comparison({"before": one, "after": one}).splitlines()[2] == "| before (n=4) | 25.0 |"
+
+
+def test_in_training_eval_records_which_rows_it_evaluated(tmp_path, tiny_model_dir):
+    """`selfcorrect train` evaluating on the training rows (one file, `dataset_test_split: train`): the after-training
+    results file says `held_out: false`, as `selfcorrect eval`'s does."""
+    import json
+
+    from selfcorrect.train import main
+    from tests.helpers import write_jsonl, write_recipe
+
+    data = write_jsonl(tmp_path / "d.jsonl", [{"problem": f"{i}+1?", "solution": str(i + 1)} for i in range(4)])
+    recipe = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        method="grpo",
+        dataset_name=str(data),
+        dataset_test_split="train",
+        max_steps=1,
+        eval_after_training=True,
+        eval_max_new_tokens=4,
+    )
+    main(["--config", str(recipe)])
+    saved = json.loads((tmp_path / "out" / "eval" / "after.json").read_text())
+    assert saved["config"]["eval_split"] == {"dataset": str(data), "split": "train", "held_out": False}
