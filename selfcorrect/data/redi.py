@@ -218,6 +218,8 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
     try:
         options, rest = parser.parse_known_args(argv)
     except SystemExit as exc:
+        if exc.code == 0:  # --help printed the options
+            raise
         raise RecipeError(f"redi-data: invalid arguments; usage: {USAGE}") from exc
     for name in ("redi_samples", "redi_max_pairs_per_prompt"):
         if getattr(options, name) < 1:

@@ -563,6 +563,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         options, rest = parser.parse_known_args(argv)
     except SystemExit as exc:
+        if exc.code == 0:  # --help printed the options
+            raise
         raise RecipeError(f"revision-data: invalid arguments; usage: {USAGE}") from exc
     if options.source not in SOURCES:
         raise RecipeError(f"`--source` must be one of {', '.join(SOURCES)}; got {options.source!r}.")

@@ -138,3 +138,20 @@ def test_help_lists_the_fields_without_importing_torch(command):
     for flag in ("--eval_attempts", "--num_threads", "--quiet", "--model_name_or_path", "--help-all"):
         assert flag in result.stdout
     assert result.stdout.rstrip().endswith("no torch")
+
+
+@pytest.mark.parametrize(("command", "flag"), [("revision-data", "--keep_right_fraction"), ("redi-data", "--traces")])
+def test_data_commands_help_exits_cleanly(command, flag):
+    """`selfcorrect revision-data --help` prints its options and exits 0 (not "invalid arguments")."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "selfcorrect.cli", command, "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert flag in result.stdout
+    assert "invalid arguments" not in result.stderr
