@@ -23,6 +23,7 @@ import yaml
 from trl import GRPOConfig, ModelConfig, TrlParser
 
 from .data.formatting import DEFAULT_ANSWER_FORMAT, DEFAULT_SYSTEM_PROMPT
+from .precision import resolve_precision
 
 
 class RecipeError(ValueError):
@@ -181,6 +182,15 @@ class ScriptArgs:
     eval_verify_template: str | None = field(
         default=None, metadata={"help": "Verification prompt with {question} and {response}; null: the default."}
     )
+    precision: str | None = field(
+        default=None,
+        metadata={
+            "help": "Compute precision of training, evaluation and sampling: auto (bf16 where the machine computes it "
+            "natively, else fp32), bf16 (autocast: fp32 weights and optimizer state, bf16 matmuls; fails at start "
+            "where unsupported) or fp32; sets TRL's `bf16` / `fp16`. null: those fields decide. After parsing it holds "
+            "the resolved value (bf16, fp16 or fp32). See `selfcorrect.precision`."
+        },
+    )
 
     def __post_init__(self):
         if self.max_nonfinite_steps < 1:
@@ -322,6 +332,8 @@ def parse_recipe(argv: list[str] | None = None) -> tuple[ModelConfig, DataArgs, 
         value = _peek(argv, name) or values.get(name)
         if value is not None and str(value).lstrip("-").isdigit() and int(value) < 1:
             raise RecipeError(f"{config_path or 'recipe'}: `{name}` must be a positive integer; got {value}.")
+    precision = _peek(argv, "precision") or values.get("precision")
+    argv = argv + _precision_overrides(precision, argv, values, source=str(config_path or "recipe"))
     parser = TrlParser(dataclass_types)
     try:
         model_args, data_args, script_args, training_args = parser.parse_args_and_config(argv)
@@ -338,9 +350,61 @@ def parse_recipe(argv: list[str] | None = None) -> tuple[ModelConfig, DataArgs, 
         ) from exc
     try:
         resolve_eval_settings(script_args, training_args)
+        script_args.precision = resolve_precision(
+            precision, bool(training_args.bf16), bool(training_args.fp16), _runs_on_cpu(training_args)
+        )
     except ValueError as exc:
         raise RecipeError(f"{config_path or 'recipe'}: {exc}") from exc
     return model_args, data_args, script_args, training_args
+
+
+def _runs_on_cpu(training_args: Any) -> bool:
+    import torch
+
+    return bool(getattr(training_args, "use_cpu", False)) or not torch.cuda.is_available()
+
+
+def _as_bool(value: Any) -> bool | None:
+    """A recipe's (bool) or the command line's (string) value of a bool field; None when not given."""
+    if value is None or isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def _precision_overrides(precision: Any, argv: list[str], values: dict[str, Any], source: str) -> list[str]:
+    """TRL's `bf16` / `fp16` as `precision` sets them (command-line arguments appended before TRL parses), after
+    checking the machine supports them and that the recipe's own `bf16` / `fp16` and `dtype` agree. [] when
+    `precision` is null: TRL's fields decide (checked after parsing)."""
+    if precision is None:
+        return []
+    from .precision import PRECISIONS, machine_supports_bf16
+
+    if precision not in PRECISIONS:
+        raise RecipeError(
+            f"{source}: `precision` must be one of {', '.join(PRECISIONS)} (or null); got {precision!r}."
+        )
+    on_cpu = _as_bool(_peek(argv, "use_cpu") or values.get("use_cpu")) or not _cuda_available()
+    bf16 = precision == "bf16" or (precision == "auto" and machine_supports_bf16(on_cpu))
+    for name, wanted in (("bf16", bf16), ("fp16", False)):
+        given = _as_bool(_peek(argv, name) if _peek(argv, name) is not None else values.get(name))
+        if given is not None and given != wanted:
+            raise RecipeError(
+                f"{source}: `precision: {precision}` sets `{name}: {str(wanted).lower()}` here, but the recipe also "
+                f"says `{name}: {str(given).lower()}`: keep one of the two fields."
+            )
+    dtype = _peek(argv, "dtype") or values.get("dtype")
+    if bf16 and on_cpu and dtype in ("bfloat16", "float16"):
+        raise RecipeError(
+            f"{source}: `precision: {precision}` computes in bf16 with fp32 master weights and optimizer state, but "
+            f"`dtype: {dtype}` loads the weights themselves in {dtype}: set `dtype: float32`."
+        )
+    return ["--bf16", str(bf16), "--fp16", "False"]
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def resolve_eval_settings(script_args: ScriptArgs, training_args: Any) -> ScriptArgs:
