@@ -2,6 +2,7 @@
 
     python -m selfcorrect.bench                                  # embedded SmolLM2, every registered method, 3 repeats
     python -m selfcorrect.bench --methods trl,grpo,score --steps 4 --repeats 5 --max-new-tokens 64 --append-results
+    python -m selfcorrect.bench --methods trl,grpo --steps 2 --warmup-steps 1 --repeats 1 --precision fp32,bf16
     make bench
 
 Every arm trains the same model on the same data, with the same rewards, batch, group size and per-attempt token cap:
@@ -25,9 +26,18 @@ Reported per method: medians over repeats of seconds per step, generated tokens 
 per 1k generated tokens and peak memory, and their ratios to `trl`. A trainer that samples more than TRL (K attempts
 per episode, critiques, refinements, verifications) is compared by the per-token ratio. Targets: single-turn time
 within 5 % of TRL, time per generated token within 15 % for the others, memory within 10 % (multi-attempt trainers:
-step time and memory against `trl_equal`, the episode's sequence length). The Markdown table
-(machine, versions, date, command) is printed and written to `--output-dir`; `--append-results` also adds it to
-`recipes/RESULTS.md` (newest first).
+step time and memory against `trl_equal`, the episode's sequence length).
+
+`--precision fp32,bf16` runs every arm in both precisions (bf16: autocast over the same fp32 weights, what a recipe's
+`precision: bf16` sets), alternating, and adds their step-time and peak-memory ratios (targets: bf16 step <= 0.5 x fp32,
+memory <= 1.0 x). Every run also times the parts of each step (`instrument_parts`: generation, prefill log-probs, loss
+forward + backward, optimizer, judging), counts their model FLOPs (`weight_flops`) and sets the achieved GFLOP/s beside
+a 2048² matmul probe run in the same process, threads and dtype (`matmul_rate`), and records the rows of each
+generation call (one call per attempt should serve every row of a step). Children run with `OMP_NUM_THREADS` set
+explicitly (the caller's, else one per core).
+
+The Markdown tables (machine, versions, date, command) are printed and written to `--output-dir`; `--append-results`
+also adds them to `recipes/RESULTS.md` (newest first).
 """
 
 from __future__ import annotations
