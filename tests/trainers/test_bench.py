@@ -48,7 +48,11 @@ def test_bench_runs_trl_and_score_and_writes_the_table(tmp_path, tiny_model_dir)
     header = next(line for line in table.splitlines() if line.startswith("| method"))
     for column in ("s / step", "tokens / s", "s / 1k tokens", "peak MiB", "time × TRL", "time × TRL@equal"):
         assert column in header
-    body = [line for line in table.splitlines() if line.startswith(("| trl ", "| trl_equal ", "| score "))]
+    lines = table.splitlines()
+    main_table = lines[lines.index(header) :]
+    body = main_table[
+        2 : next(i for i, line in enumerate(main_table) if not line.startswith("|"))
+    ]  # rows, one per arm
     assert [line.split("|")[1].strip() for line in body] == ["trl", "trl_equal", "score"]
     assert all(line.count("|") == header.count("|") for line in body)
     for needed in ("torch ", "transformers ", "TRL ", "Machine: ", "python -m selfcorrect.bench --model"):
