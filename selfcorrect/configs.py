@@ -332,8 +332,8 @@ def parse_recipe(argv: list[str] | None = None) -> tuple[ModelConfig, DataArgs, 
         value = _peek(argv, name) or values.get(name)
         if value is not None and str(value).lstrip("-").isdigit() and int(value) < 1:
             raise RecipeError(f"{config_path or 'recipe'}: `{name}` must be a positive integer; got {value}.")
-    precision = _peek(argv, "precision") or values.get("precision")
-    argv = argv + _precision_overrides(precision, argv, values, source=str(config_path or "recipe"))
+    precision, beside = _precision_setting(argv, values)
+    argv = argv + _precision_overrides(precision, argv, values, beside, source=str(config_path or "recipe"))
     parser = TrlParser(dataclass_types)
     try:
         model_args, data_args, script_args, training_args = parser.parse_args_and_config(argv)
@@ -371,10 +371,24 @@ def _as_bool(value: Any) -> bool | None:
     return str(value).strip().lower() in ("true", "1", "yes")
 
 
-def _precision_overrides(precision: Any, argv: list[str], values: dict[str, Any], source: str) -> list[str]:
+def _precision_setting(argv: list[str], values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(`precision`, the fields it must agree with): the command line overrides the file, field by field, so a
+    recipe's `precision` gives way to `--bf16` / `--fp16` on the command line (TRL's fields then decide), and
+    `--precision` to nothing. A `precision` is checked against the `bf16` / `fp16` given where it was given."""
+    if _peek(argv, "precision") is not None:
+        return _peek(argv, "precision"), {}  # the file's bf16 / fp16 are overridden by it
+    if _peek(argv, "bf16") is not None or _peek(argv, "fp16") is not None:
+        return None, values
+    return values.get("precision"), values
+
+
+def _precision_overrides(
+    precision: Any, argv: list[str], values: dict[str, Any], beside: dict[str, Any], source: str
+) -> list[str]:
     """TRL's `bf16` / `fp16` as `precision` sets them (command-line arguments appended before TRL parses), after
-    checking the machine supports them and that the recipe's own `bf16` / `fp16` and `dtype` agree. [] when
-    `precision` is null: TRL's fields decide (checked after parsing)."""
+    checking the machine supports them and that the `bf16` / `fp16` given beside it (`beside`: the file's when
+    `precision` is the file's, none when it is the command line's) and the `dtype` agree. [] when `precision` is
+    null: TRL's fields decide (checked after parsing)."""
     if precision is None:
         return []
     from .precision import PRECISIONS, machine_supports_bf16
@@ -386,7 +400,7 @@ def _precision_overrides(precision: Any, argv: list[str], values: dict[str, Any]
     on_cpu = _as_bool(_peek(argv, "use_cpu") or values.get("use_cpu")) or not _cuda_available()
     bf16 = precision == "bf16" or (precision == "auto" and machine_supports_bf16(on_cpu))
     for name, wanted in (("bf16", bf16), ("fp16", False)):
-        given = _as_bool(_peek(argv, name) if _peek(argv, name) is not None else values.get(name))
+        given = _as_bool(beside.get(name))
         if given is not None and given != wanted:
             raise RecipeError(
                 f"{source}: `precision: {precision}` sets `{name}: {str(wanted).lower()}` here, but the recipe also "

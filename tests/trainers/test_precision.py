@@ -164,10 +164,20 @@ def test_precision_auto_picks_bf16_where_supported_and_conflicts_are_named(tmp_p
     assert script_args.precision == "bf16" and training_args.bf16 is True and not training_args.fp16
     _, _, script_args, training_args = parse_recipe(["--config", str(recipe), "--precision", "fp32"])
     assert script_args.precision == "fp32" and training_args.bf16 is False
+    both = write_recipe(tmp_path / "both", tiny_model_dir, precision="auto", bf16=False)
     with pytest.raises(RecipeError, match="`precision: auto` sets `bf16: true`.*also says `bf16: false`"):
-        parse_recipe(["--config", str(recipe), "--bf16", "false"])
+        parse_recipe(["--config", str(both)])
+    # the command line overrides the file field by field: `--bf16 false` over a recipe's `precision: auto`, and
+    # `--precision` over a recipe's `bf16`
+    _, _, script_args, training_args = parse_recipe(["--config", str(recipe), "--bf16", "false"])
+    assert script_args.precision == "fp32" and training_args.bf16 is False
+    _, _, script_args, training_args = parse_recipe(["--config", str(both), "--precision", "bf16"])
+    assert script_args.precision == "bf16" and training_args.bf16 is True
     with pytest.raises(RecipeError, match="fp32 master weights.*`dtype: bfloat16`"):
         parse_recipe(["--config", str(recipe), "--dtype", "bfloat16"])
+    bf16_weights = write_recipe(tmp_path / "w", tiny_model_dir, dtype="bfloat16", bf16=None)
+    with pytest.raises(RecipeError, match="fp32 master weights.*`dtype: bfloat16`"):
+        parse_recipe(["--config", str(bf16_weights), "--precision", "bf16"])
     with pytest.raises(RecipeError, match="`precision` must be one of auto, bf16, fp32"):
         parse_recipe(["--config", str(recipe), "--precision", "half"])
     # TRL's fields alone (precision null): the resolved value is still recorded for evaluation and sampling
