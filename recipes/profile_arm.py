@@ -1,6 +1,6 @@
 """cProfile one bench arm (issue 14: where does a trainer's step time go, next to plain TRL's?).
 
-    python recipes/profile_arm.py trl nsr [--steps 4] [--model embedded] [--out outputs/profile]
+    python recipes/profile_arm.py trl nsr [--steps 4] [--model embedded] [--out outputs/profile] [--precision bf16]
 
 Each arm is built exactly as `python -m selfcorrect.bench` builds it (same recipe, `--fixed-length`: every completion
 has the cap's length, so arms generate the same tokens), trained `--steps` optimizer steps under cProfile, one arm
@@ -44,7 +44,7 @@ def profile_arm(arm: str, opts, out: Path) -> pstats.Stats:
     bench_opts = bench.parse_args(
         ["--fixed-length", "--model", opts.model, "--max-new-tokens", str(opts.max_new_tokens)]
     )
-    values = bench.recipe_values(arm, bench_opts, out / arm / "run")
+    values = bench.recipe_values(arm, bench_opts, out / arm / "run", opts.precision)
     values["max_steps"] = opts.steps
     recipe = out / arm / "recipe.yaml"
     recipe.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float | None]]:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--out", default="outputs/profile")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="bf16: autocast over fp32 weights (`bf16: true`).",
+    )
     opts = parser.parse_args(argv)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float | None]]:
     table = {arm: {label: cumulative(stats[arm], name, part) for label, name, part in PARTS} for arm in opts.arms}
     lines = [
         f"cProfile, cumulative seconds over {opts.steps} steps (`python recipes/profile_arm.py {' '.join(opts.arms)} "
-        f"--steps {opts.steps}`)",
+        f"--steps {opts.steps} --precision {opts.precision}`)",
         "",
         "| part | " + " | ".join(opts.arms) + " |",
         "|---|" + "---|" * len(opts.arms),

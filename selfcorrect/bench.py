@@ -2,6 +2,7 @@
 
     python -m selfcorrect.bench                                  # embedded SmolLM2, every registered method, 3 repeats
     python -m selfcorrect.bench --methods trl,grpo,score --steps 4 --repeats 5 --max-new-tokens 64 --append-results
+    python -m selfcorrect.bench --methods trl,grpo --steps 2 --warmup-steps 1 --repeats 1 --precision fp32,bf16
     make bench
 
 Every arm trains the same model on the same data, with the same rewards, batch, group size and per-attempt token cap:
@@ -25,9 +26,18 @@ Reported per method: medians over repeats of seconds per step, generated tokens 
 per 1k generated tokens and peak memory, and their ratios to `trl`. A trainer that samples more than TRL (K attempts
 per episode, critiques, refinements, verifications) is compared by the per-token ratio. Targets: single-turn time
 within 5 % of TRL, time per generated token within 15 % for the others, memory within 10 % (multi-attempt trainers:
-step time and memory against `trl_equal`, the episode's sequence length). The Markdown table
-(machine, versions, date, command) is printed and written to `--output-dir`; `--append-results` also adds it to
-`recipes/RESULTS.md` (newest first).
+step time and memory against `trl_equal`, the episode's sequence length).
+
+`--precision fp32,bf16` runs every arm in both precisions (bf16: autocast over the same fp32 weights, what a recipe's
+`precision: bf16` sets), alternating, and adds their step-time and peak-memory ratios (targets: bf16 step <= 0.5 x fp32,
+memory <= 1.0 x). Every run also times the parts of each step (`instrument_parts`: generation, prefill log-probs, loss
+forward + backward, optimizer, judging), counts their model FLOPs (`weight_flops`) and sets the achieved GFLOP/s beside
+a 2048² matmul probe run in the same process, threads and dtype (`matmul_rate`), and records the rows of each
+generation call (one call per attempt should serve every row of a step). Children run with `OMP_NUM_THREADS` set
+explicitly (the caller's, else one per core).
+
+The Markdown tables (machine, versions, date, command) are printed and written to `--output-dir`; `--append-results`
+also adds them to `recipes/RESULTS.md` (newest first).
 """
 
 from __future__ import annotations
@@ -76,6 +86,14 @@ CHILD_ENV = {
     "TRL_EXPERIMENTAL_SILENCE": "1",
 }
 MULTI_ATTEMPT_FEEDBACK_ROOM = 128  # tokens per feedback turn reserved in `max_completion_length`
+PRECISIONS = ("fp32", "bf16")  # `--precision`: fp32, or bf16 autocast over the same (fp32) weights
+# The parts of a step the bench times (`instrument_parts`); the rest of the step is reported as "other".
+PARTS = ("generation", "prefill", "loss", "optimizer", "judging")
+PART_LABELS = {"generation": "generation", "prefill": "prefill (log-probs)", "loss": "loss fwd+bwd",
+               "optimizer": "optimizer", "judging": "judging"}  # fmt: skip
+BF16_TIME_TARGET = 0.5  # bf16 step time / fp32 step time (issue 22)
+BF16_MEMORY_TARGET = 1.0  # bf16 peak memory / fp32
+MATMUL_SHARE_TARGET = 0.4  # whole-step model FLOP/s / the measured matmul rate in that dtype
 
 
 def available_methods() -> list[str]:
@@ -128,8 +146,9 @@ def feedback_turn_tokens(model: str) -> int:
     return len(ChatTurns(load_tokenizer(resolve_model_path(model))).feedback_ids(SCORE_INSTRUCTION))
 
 
-def recipe_values(method: str, opts: argparse.Namespace, output_dir: Path) -> dict[str, Any]:
-    """The recipe of one arm: the shared settings, plus the episode fields of a multi-attempt method."""
+def recipe_values(method: str, opts: argparse.Namespace, output_dir: Path, precision: str = "fp32") -> dict[str, Any]:
+    """The recipe of one arm in one precision (`fp32`, or `bf16`: autocast over the same weights): the shared
+    settings, plus the episode fields of a multi-attempt method."""
     import torch
 
     cuda = torch.cuda.is_available()
@@ -147,7 +166,7 @@ def recipe_values(method: str, opts: argparse.Namespace, output_dir: Path) -> di
         reward_funcs=["accuracy"] if method in VERDICT_CREDIT_METHODS else list(opts.reward_funcs),
         output_dir=str(output_dir),
         use_cpu=not cuda,
-        bf16=False,
+        bf16=precision == "bf16",  # autocast; the weights keep `dtype`
         seed=0,
         max_steps=opts.steps + opts.warmup_steps,
         learning_rate=1e-6,
@@ -206,7 +225,7 @@ def count_generated_tokens(trainer) -> dict[str, int]:
     return counter
 
 
-def _step_timer(counter: dict[str, int]):
+def _step_timer(counter: dict[str, int], clock: PartClock | None = None):
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
@@ -216,6 +235,7 @@ def _step_timer(counter: dict[str, int]):
             self.seconds: list[float] = []
             self.tokens: list[int] = []
             self.mean_lengths: list[float] = []
+            self.parts: list[tuple] = []  # per step: (seconds per part, FLOPs per part, rows of each generate call)
             self._start = 0.0
             self._tokens_at_start = 0
 
@@ -227,19 +247,155 @@ def _step_timer(counter: dict[str, int]):
 
         def on_step_begin(self, args, state, control, **kwargs):
             self._sync()
+            if clock is not None:
+                clock.take()  # what ran between steps is no step's
             self._start = time.perf_counter()
             self._tokens_at_start = counter["tokens"]
+
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            if clock is not None:
+                self._sync()
+                clock.start("optimizer")
+
+        def on_optimizer_step(self, args, state, control, **kwargs):
+            if clock is not None:
+                self._sync()
+                clock.stop("optimizer")
 
         def on_step_end(self, args, state, control, **kwargs):
             self._sync()
             self.seconds.append(time.perf_counter() - self._start)
             self.tokens.append(counter["tokens"] - self._tokens_at_start)
+            if clock is not None:
+                self.parts.append(clock.take())
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "completions/mean_length" in logs:
                 self.mean_lengths.append(float(logs["completions/mean_length"]))
 
     return StepTimer()
+
+
+class PartClock:
+    """Seconds and model FLOPs of a step's parts (`PARTS`), summed over the step and taken at its end.
+
+    A part entered while another is running counts for the outer one (e.g. the log-probs computed inside the loss)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.flops: dict[str, float] = {}
+        self.generate_calls: list[int] = []  # rows of each generation call of the step
+        self._active: str | None = None
+
+    def add_flops(self, part: str, flops: float) -> None:
+        self.flops[part] = self.flops.get(part, 0.0) + flops
+
+    def timed(self, part: str, function):
+        """`function` wrapped so that its wall time counts for `part` (CUDA: synchronized at both ends)."""
+        import torch
+
+        def wrapper(*args, **kwargs):
+            if self._active is not None:
+                return function(*args, **kwargs)
+            self._active = part
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
+                self._active = None
+
+        return wrapper
+
+    def start(self, part: str) -> None:
+        self._started = (part, time.perf_counter())
+
+    def stop(self, part: str) -> None:
+        started_part, start = getattr(self, "_started", (None, 0.0))
+        if started_part == part:
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
+
+    def take(self) -> tuple[dict[str, float], dict[str, float], list[int]]:
+        taken = self.seconds, self.flops, self.generate_calls
+        self.seconds, self.flops, self.generate_calls = {}, {}, []
+        return taken
+
+
+def weight_flops(model) -> tuple[int, int]:
+    """(matmul parameters of the body, of the LM head): a token's forward through the body costs 2 x the first in
+    FLOPs, a position whose logits are computed 2 x the second. Embedding lookups are free; attention's own
+    score/value products (~5 % at these lengths) are left out, so achieved rates are slight underestimates."""
+    head = model.get_output_embeddings()
+    head_params = head.weight.numel() if head is not None else 0
+    embeddings = {id(model.get_input_embeddings().weight), id(getattr(head, "weight", None))}
+    body = sum(p.numel() for p in model.parameters() if p.dim() >= 2 and id(p) not in embeddings)
+    return body, head_params
+
+
+def instrument_parts(trainer, clock: PartClock) -> None:
+    """Time the parts of a step and count their FLOPs, by wrapping the trainer's seams (instance attributes):
+
+    - generation: `_generate_single_turn` (every sampled token; FLOPs: the contexts' prefill and each new token);
+    - prefill: `_get_per_token_logps_and_entropies` without gradient (old / reference log-probs, RISE's verifications);
+    - loss forward + backward: `compute_loss` and `accelerator.backward` (FLOPs: 3 x the forward's);
+    - optimizer: from the `on_pre_optimizer_step` to the `on_optimizer_step` callback (see `_step_timer`);
+    - judging: reward functions (`_calculate_rewards`) and the episode judge (`judge`, math-verify).
+    """
+    import torch
+
+    body, head = weight_flops(trainer.accelerator.unwrap_model(trainer.model))
+    generate = trainer._generate_single_turn
+
+    def generation(prompt_ids, *args, **kwargs):
+        output = generate(prompt_ids, *args, **kwargs)
+        clock.generate_calls.append(len(prompt_ids))
+        context = sum(len(ids) for ids in prompt_ids)
+        new = sum(len(ids) for ids in output[0])
+        clock.add_flops("generation", 2 * body * (context + new) + 2 * head * new)
+        return output
+
+    trainer._generate_single_turn = clock.timed("generation", generation)
+    logps = trainer._get_per_token_logps_and_entropies
+
+    def log_probs(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        part, factor = ("loss", 3) if torch.is_grad_enabled() else ("prefill", 1)
+        tokens = attention_mask.sum().item()
+        scored = attention_mask[:, -logits_to_keep:].sum().item()
+        clock.add_flops(part, factor * 2 * (body * tokens + head * scored))
+        return clock.timed(part, logps)(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+
+    trainer._get_per_token_logps_and_entropies = log_probs
+    trainer.compute_loss = clock.timed("loss", trainer.compute_loss)
+    trainer.accelerator.backward = clock.timed("loss", trainer.accelerator.backward)
+    trainer._calculate_rewards = clock.timed("judging", trainer._calculate_rewards)
+    if hasattr(trainer, "judge"):
+        trainer.judge = clock.timed("judging", trainer.judge)
+
+
+def matmul_rate(dtype_name: str, size: int = 2048, repeats: int = 3) -> float:
+    """GFLOP/s of a `size` x `size` matmul in `dtype_name` on this process's device and threads (a short probe: the
+    machine's practical limit in that dtype, measured in the same run as the steps it is compared with)."""
+    import torch
+
+    from .models import torch_dtype
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    a = torch.randn(size, size, device=device).to(torch_dtype(dtype_name))
+    b = torch.randn(size, size, device=device).to(torch_dtype(dtype_name))
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first call warms up
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
 
 
 def build_baseline_trainer(values: dict[str, Any]):
@@ -279,8 +435,14 @@ def run_child(recipe: Path, baseline: bool, warmup_steps: int, result_path: Path
     from .train import build_trainer
 
     values = yaml.safe_load(recipe.read_text())
+    threads = torch.get_num_threads()
+    compute_dtype = "bfloat16" if values.get("bf16") else values.get("dtype") or "float32"
+    probe = matmul_rate(compute_dtype)  # before the model loads: the machine's rate in the dtype the matmuls use
     trainer = build_baseline_trainer(values) if baseline else build_trainer(["--config", str(recipe)])[0]
-    timer = _step_timer(count_generated_tokens(trainer))
+    counter = count_generated_tokens(trainer)
+    clock = PartClock()
+    instrument_parts(trainer, clock)
+    timer = _step_timer(counter, clock)
     trainer.add_callback(timer)
     trainer.train()
     args = trainer.args
@@ -300,6 +462,12 @@ def run_child(recipe: Path, baseline: bool, warmup_steps: int, result_path: Path
         "logged_tokens": [m * completions_per_step for m in timer.mean_lengths[warmup_steps:]],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
         "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+        "part_seconds": [seconds for seconds, _, _ in timer.parts[warmup_steps:]],
+        "part_flops": [flops for _, flops, _ in timer.parts[warmup_steps:]],
+        "generate_calls": [calls for _, _, calls in timer.parts[warmup_steps:]],  # rows of each call, per step
+        "matmul_gflops": probe,
+        "compute_dtype": compute_dtype,
+        "threads": threads,
     }
     result_path.write_text(json.dumps(result, indent=2))
     return result
@@ -309,28 +477,81 @@ def run_child(recipe: Path, baseline: bool, warmup_steps: int, result_path: Path
 # The parent: alternate the arms, each in a fresh process, then summarize.
 
 
-def run_arm(method: str, repeat: int, opts: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
-    arm_dir = work_dir / f"{method}-r{repeat}"
+def run_arm(
+    method: str, repeat: int, opts: argparse.Namespace, work_dir: Path, precision: str = "fp32"
+) -> dict[str, Any]:
+    arm_dir = work_dir / f"{method}-{precision}-r{repeat}"
     arm_dir.mkdir(parents=True, exist_ok=True)
     recipe = arm_dir / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump(recipe_values(method, opts, arm_dir / "out")))
+    recipe.write_text(yaml.safe_dump(recipe_values(method, opts, arm_dir / "out", precision)))
     result_path = arm_dir / "result.json"
     command = [sys.executable, "-m", "selfcorrect.bench", "--child", str(recipe), "--result", str(result_path)]
     command += ["--warmup-steps", str(opts.warmup_steps)] + (["--baseline"] if method in TRL_ARMS else [])
-    env = {**os.environ, **CHILD_ENV}
+    env = {**os.environ, **CHILD_ENV, **thread_env()}
     start = time.perf_counter()
     with open(arm_dir / "log.txt", "w") as log:
         proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0 or not result_path.is_file():
         tail = (arm_dir / "log.txt").read_text().strip().splitlines()[-15:]
-        return {"method": method, "repeat": repeat, "error": "\n".join(tail), "log": str(arm_dir / "log.txt")}
+        return {
+            "method": method,
+            "precision": precision,
+            "repeat": repeat,
+            "error": "\n".join(tail),
+            "log": str(arm_dir / "log.txt"),
+        }
     result = json.loads(result_path.read_text())
-    return {"method": method, "repeat": repeat, "wall_seconds": wall, **result}
+    return {"method": method, "precision": precision, "repeat": repeat, "wall_seconds": wall, **result}
 
 
-def summarize(runs: list[dict[str, Any]], methods: list[str], device: str) -> list[dict[str, Any]]:
-    """One row per method: medians over repeats and ratios to the baseline."""
+def thread_env() -> dict[str, str]:
+    """Thread counts every child runs with, set explicitly: the caller's OMP_NUM_THREADS, else one per core."""
+    threads = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+
+def summarize(
+    runs: list[dict[str, Any]], methods: list[str], device: str, precisions: tuple[str, ...] = ("fp32",)
+) -> list[dict[str, Any]]:
+    """One row per method and precision: medians over repeats, the step's parts, and ratios to the baseline of the
+    same precision; with two precisions, each bf16 row also gets its step time and memory x the method's fp32 row."""
+    rows = []
+    for precision in precisions:
+        rows += _summarize_precision([r for r in runs if r.get("precision", "fp32") == precision], methods, device)
+        for row in rows[-len(methods) :]:
+            row["precision"] = precision
+    by_key = {(row["method"], row["precision"]): row for row in rows if row.get("runs")}
+    for (method, precision), row in by_key.items():
+        fp32 = by_key.get((method, "fp32"))
+        if precision != "fp32" and fp32 is not None:
+            row["precision_time_ratio"] = row["seconds_per_step"] / fp32["seconds_per_step"]
+            row["precision_memory_ratio"] = row["peak_memory_mib"] / fp32["peak_memory_mib"]
+    return rows
+
+
+def _part_summary(ok: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per part: median seconds per step and achieved GFLOP/s (median over runs), and the whole step's GFLOP/s."""
+    if not all(r.get("part_seconds") for r in ok):
+        return {}
+    out: dict[str, Any] = {"matmul_gflops": statistics.median(r["matmul_gflops"] for r in ok)}
+    step_flops = []
+    for part in PARTS:
+        seconds = [statistics.median(step.get(part, 0.0) for step in r["part_seconds"]) for r in ok]
+        flops = [statistics.median(step.get(part, 0.0) for step in r["part_flops"]) for r in ok]
+        out[f"{part}_seconds"] = statistics.median(seconds)
+        if statistics.median(flops) > 0 and statistics.median(seconds) > 0:
+            out[f"{part}_gflops"] = statistics.median(flops) / statistics.median(seconds) / 1e9
+    for r in ok:
+        step_flops.append(statistics.median(sum(step.values()) for step in r["part_flops"]))
+    out["step_gflop"] = statistics.median(step_flops) / 1e9
+    calls = ok[0].get("generate_calls") or [[]]
+    out["generate_calls"] = " + ".join(str(rows) for rows in calls[-1])  # rows per generation call, last timed step
+    return out
+
+
+def _summarize_precision(runs: list[dict[str, Any]], methods: list[str], device: str) -> list[dict[str, Any]]:
+    """The rows of one precision: medians over repeats and ratios to the baseline."""
     rows = []
     for method in methods:
         ok = [r for r in runs if r["method"] == method and "error" not in r]
@@ -351,6 +572,9 @@ def summarize(runs: list[dict[str, Any]], methods: list[str], device: str) -> li
                 ),
                 peak_memory_mib=statistics.median(memory),
             )
+            row.update(_part_summary(ok))
+            if "step_gflop" in row:
+                row["step_gflops"] = row["step_gflop"] / row["seconds_per_step"]
         rows.append(row)
     base = next((r for r in rows if r["method"] == BASELINE and r.get("runs")), None)
     equal = next((r for r in rows if r["method"] == EQUAL_LENGTH and r.get("runs")), None)
@@ -439,11 +663,12 @@ def markdown_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"## {meta['date']} — trainer benchmark vs plain TRL ({settings['model']}, {meta['device'].upper()})",
         "",
         f"Machine: {meta['machine']}. Python {v['python']}, torch {v['torch']}, transformers {v['transformers']}, "
-        f"TRL {v['trl']}; `OMP_WAIT_POLICY=PASSIVE`.",
+        f"TRL {v['trl']}; `OMP_WAIT_POLICY=PASSIVE`, {settings.get('threads', '?')} threads (`OMP_NUM_THREADS`).",
         f"Each arm: batch {settings['batch_size']} ({settings['num_generations']} generations per prompt), "
         f"{settings['max_new_tokens']} tokens per attempt "
         + ("(EOS suppressed: every attempt has exactly that length)" if settings["fixed_length"] else "(stop at EOS)")
-        + f", {settings['max_attempts']} attempts for multi-attempt methods, dtype {settings['dtype']}, "
+        + f", {settings['max_attempts']} attempts for multi-attempt methods, weights {settings['dtype']}, precision "
+        f"{' and '.join(settings.get('precisions', ['fp32']))}, "
         f"β = {settings['beta']}; {settings['steps']} timed step(s) after {settings['warmup_steps']} warm-up step(s), "
         f"{settings['repeats']} repeat(s), arms alternated, each run in a fresh process. Medians over repeats; memory "
         f"is the {memory}.",
@@ -452,20 +677,23 @@ def markdown_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         meta["command"],
         "```",
         "",
-        "| method | trainer | attempts | s / step | gen tokens / step | tokens / s | s / 1k tokens | peak MiB "
-        "| time × TRL | time/token × TRL | memory × TRL | time × TRL@equal | memory × TRL@equal | targets |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| method | trainer | precision | attempts | s / step | gen tokens / step | tokens / s | s / 1k tokens "
+        "| peak MiB | time × TRL | time/token × TRL | memory × TRL | time × TRL@equal | memory × TRL@equal | targets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if not row.get("runs"):
-            lines.append(f"| {row['method']} | failed: {row.get('error', '?')} |" + " |" * 12)
+            lines.append(
+                f"| {row['method']} | failed: {row.get('error', '?')} | {row.get('precision', '')} |" + " |" * 12
+            )
             continue
         met = row.get("targets_met")
         targets = "baseline" if met is None else ", ".join(f"{k} {'✅' if ok else '❌'}" for k, ok in met.items())
         if row.get("failed"):
             targets += f" ({row['failed']} run(s) failed)"
         lines.append(
-            f"| {row['method']} | {row['trainer']} | {row['attempts']} | {row['seconds_per_step']:.2f} "
+            f"| {row['method']} | {row['trainer']} | {row.get('precision', 'fp32')} | {row['attempts']} "
+            f"| {row['seconds_per_step']:.2f} "
             f"| {row['tokens_per_step']:.0f} | {row['tokens_per_second']:.1f} | {row['seconds_per_1k_tokens']:.2f} "
             f"| {row['peak_memory_mib']:.0f} | {_fmt(row.get('time_ratio'), '.3f')} "
             f"| {_fmt(row.get('token_time_ratio'), '.3f')} | {_fmt(row.get('memory_ratio'), '.3f')} "
@@ -490,7 +718,67 @@ def markdown_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     ]
     if blocked:
         lines += ["", "What blocks a missed target (measured; see recipes/RESULTS.md):", *blocked]
+    lines += parts_table(rows) + precision_table(rows)
     return "\n".join(lines) + "\n"
+
+
+def parts_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Where a step's time goes: seconds per part, each part's achieved GFLOP/s and its share of the matmul rate
+    measured in the same process, in the dtype the matmuls run in."""
+    timed = [row for row in rows if row.get("runs") and "matmul_gflops" in row]
+    if not timed:
+        return []
+    lines = [
+        "",
+        "Where a step's time goes: seconds per step of each part, and in brackets its model GFLOP/s (weights' matmuls: "
+        "2 x parameters per token forward, 3x that for forward + backward) as a share of a 2048² matmul's GFLOP/s "
+        "measured in the same process and dtype. Generation counts each context's prefill and every sampled token; "
+        "other = the step minus the parts (data, advantages, logging, the episode engine's bookkeeping). Rows per "
+        "generate call: one call per attempt serves every row of the step (K attempts: K calls).",
+        "",
+        "| method | precision | s / step | " + " | ".join(PART_LABELS[p] for p in PARTS) + " | other "
+        "| step GFLOP | step GFLOP/s (× matmul) | matmul GFLOP/s | rows per generate call |",
+        "|---|---|---|" + "---|" * len(PARTS) + "---|---|---|---|---|",
+    ]
+    for row in timed:
+        rate = row["matmul_gflops"]
+        cells = []
+        for part in PARTS:
+            seconds, gflops = row.get(f"{part}_seconds", 0.0), row.get(f"{part}_gflops")
+            cells.append(f"{seconds:.2f}" + (f" ({gflops:.0f}, {gflops / rate:.2f})" if gflops else ""))
+        other = row["seconds_per_step"] - sum(row.get(f"{part}_seconds", 0.0) for part in PARTS)
+        lines.append(
+            f"| {row['method']} | {row.get('precision', 'fp32')} | {row['seconds_per_step']:.2f} | "
+            + " | ".join(cells)
+            + f" | {other:.2f} | {row['step_gflop']:.0f} | {row['step_gflops']:.0f} ({row['step_gflops'] / rate:.2f}) "
+            f"| {rate:.0f} | {row.get('generate_calls', '')} |"
+        )
+    lines.append(f"\nTarget: whole-step GFLOP/s ≥ {MATMUL_SHARE_TARGET} × the matmul rate of its dtype.")
+    return lines
+
+
+def precision_table(rows: list[dict[str, Any]]) -> list[str]:
+    """bf16 against fp32, method by method (the same arms run in both, alternating, in one invocation)."""
+    paired = [row for row in rows if "precision_time_ratio" in row]
+    if not paired:
+        return []
+    lines = [
+        "",
+        f"bf16 (autocast, fp32 weights) × fp32, same arms in one run: targets step time ≤ {BF16_TIME_TARGET}, peak "
+        f"memory ≤ {BF16_MEMORY_TARGET}.",
+        "",
+        "| method | s / step fp32 | s / step bf16 | step time bf16 × fp32 | peak memory bf16 × fp32 |",
+        "|---|---|---|---|---|",
+    ]
+    fp32 = {row["method"]: row for row in rows if row.get("precision") == "fp32" and row.get("runs")}
+    for row in paired:
+        time_ok = "✅" if row["precision_time_ratio"] <= BF16_TIME_TARGET else "❌"
+        memory_ok = "✅" if row["precision_memory_ratio"] <= BF16_MEMORY_TARGET else "❌"
+        lines.append(
+            f"| {row['method']} | {fp32[row['method']]['seconds_per_step']:.2f} | {row['seconds_per_step']:.2f} "
+            f"| {row['precision_time_ratio']:.3f} {time_ok} | {row['precision_memory_ratio']:.3f} {memory_ok} |"
+        )
+    return lines
 
 
 def append_results(report: str, results_file: Path) -> None:
@@ -535,7 +823,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=True,
         help="Suppress EOS so every attempt is exactly --max-new-tokens long (equal token budgets).",
     )
-    parser.add_argument("--dtype", default=None, help="Model dtype (default: float32 on CPU, bfloat16 on CUDA).")
+    parser.add_argument(
+        "--dtype", default=None, help="Dtype of the weights (default: float32 on CPU, bfloat16 on CUDA)."
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        help="Comma-separated precisions to run every arm in: fp32 (no mixed precision) and/or bf16 (autocast over "
+        "the same weights: `bf16: true`, what `precision: bf16` sets). Two give bf16 x fp32 ratios from one run.",
+    )
     parser.add_argument("--beta", type=float, default=0.0, help="KL coefficient of every arm (> 0 adds a reference).")
     parser.add_argument(
         "--reward-funcs", default="accuracy,format", help="Comma-separated reward functions (names or dotted paths)."
@@ -560,6 +856,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--batch-size ({opts.batch_size}) must be a multiple of --num-generations ({opts.num_generations})."
         )
     opts.reward_funcs = [name.strip() for name in opts.reward_funcs.split(",") if name.strip()]
+    opts.precisions = tuple(dict.fromkeys(name.strip() for name in opts.precision.split(",") if name.strip()))
+    bad = [name for name in opts.precisions if name not in PRECISIONS]
+    if bad or not opts.precisions:
+        parser.error(f"--precision takes {' and/or '.join(PRECISIONS)}, comma-separated; got {opts.precision!r}.")
     return opts
 
 
@@ -584,9 +884,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         opts.model = str(random_init_model(opts.model, out_dir / "random-init-model", dtype))
     runs = []
     for repeat in range(opts.repeats):  # alternate: trl grpo score ... trl grpo score ...
-        for method in methods:
-            print(f"[bench] repeat {repeat + 1}/{opts.repeats}: {method}", flush=True)
-            run = run_arm(method, repeat, opts, out_dir / "runs")
+        for method, precision in [(m, p) for m in methods for p in opts.precisions]:
+            print(f"[bench] repeat {repeat + 1}/{opts.repeats}: {method} ({precision})", flush=True)
+            run = run_arm(method, repeat, opts, out_dir / "runs", precision)
             if "error" in run:
                 print(f"[bench] {method} failed (log: {run['log']}):\n{run['error']}", file=sys.stderr, flush=True)
             else:
@@ -596,7 +896,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     flush=True,
                 )
             runs.append(run)
-    rows = summarize(runs, methods, device)
+    rows = summarize(runs, methods, device, opts.precisions)
     meta = {
         "date": f"{stamp:%Y-%m-%d}",
         "time_utc": stamp.isoformat(timespec="seconds"),
@@ -622,6 +922,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         | {
             "dtype": opts.dtype or ("bfloat16" if device == "cuda" else "float32"),
+            "precisions": list(opts.precisions),
+            "threads": thread_env()["OMP_NUM_THREADS"],
             "methods": methods,
             "model": model_label,
         },

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from .data.formatting import DEFAULT_ANSWER_FORMAT, DEFAULT_SYSTEM_PROMPT, SOLUTION_FORMATS
+from .precision import resolve_precision
 
 if TYPE_CHECKING:  # TRL's configs import torch: loaded where a recipe is parsed, so `--help` answers without it
     from trl import GRPOConfig, ModelConfig
@@ -269,6 +270,15 @@ class ScriptArgs:
         default=False,
         metadata={"help": "No progress lines (evaluation progress, the thread choice); tables and warnings remain."},
     )
+    precision: str | None = field(
+        default=None,
+        metadata={
+            "help": "Compute precision of training, evaluation and sampling: auto (bf16 where the machine computes it "
+            "natively, else fp32), bf16 (autocast: fp32 weights and optimizer state, bf16 matmuls; fails at start "
+            "where unsupported) or fp32; sets TRL's `bf16` / `fp16`. null: those fields decide. After parsing it holds "
+            "the resolved value (bf16, fp16 or fp32). See `selfcorrect.precision`."
+        },
+    )
 
     def __post_init__(self):
         if self.zero_signal_warn_steps < 0:
@@ -422,6 +432,8 @@ def parse_recipe(argv: list[str] | None = None) -> tuple[ModelConfig, DataArgs, 
             raise RecipeError(f"{config_path or 'recipe'}: `{name}` must be a positive integer; got {value}.")
     from trl import TrlParser
 
+    precision, beside = _precision_setting(argv, values)
+    argv = argv + _precision_overrides(precision, argv, values, beside, source=str(config_path or "recipe"))
     parser = TrlParser(dataclass_types)
     try:
         model_args, data_args, script_args, training_args = parser.parse_args_and_config(argv)
@@ -440,9 +452,75 @@ def parse_recipe(argv: list[str] | None = None) -> tuple[ModelConfig, DataArgs, 
         ) from exc
     try:
         resolve_eval_settings(script_args, training_args)
+        script_args.precision = resolve_precision(
+            precision, bool(training_args.bf16), bool(training_args.fp16), _runs_on_cpu(training_args)
+        )
     except ValueError as exc:
         raise RecipeError(f"{config_path or 'recipe'}: {exc}") from exc
     return model_args, data_args, script_args, training_args
+
+
+def _runs_on_cpu(training_args: Any) -> bool:
+    import torch
+
+    return bool(getattr(training_args, "use_cpu", False)) or not torch.cuda.is_available()
+
+
+def _as_bool(value: Any) -> bool | None:
+    """A recipe's (bool) or the command line's (string) value of a bool field; None when not given."""
+    if value is None or isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def _precision_setting(argv: list[str], values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(`precision`, the fields it must agree with): the command line overrides the file, field by field, so a
+    recipe's `precision` gives way to `--bf16` / `--fp16` on the command line (TRL's fields then decide), and
+    `--precision` to nothing. A `precision` is checked against the `bf16` / `fp16` given where it was given."""
+    if _peek(argv, "precision") is not None:
+        return _peek(argv, "precision"), {}  # the file's bf16 / fp16 are overridden by it
+    if _peek(argv, "bf16") is not None or _peek(argv, "fp16") is not None:
+        return None, values
+    return values.get("precision"), values
+
+
+def _precision_overrides(
+    precision: Any, argv: list[str], values: dict[str, Any], beside: dict[str, Any], source: str
+) -> list[str]:
+    """TRL's `bf16` / `fp16` as `precision` sets them (command-line arguments appended before TRL parses), after
+    checking the machine supports them and that the `bf16` / `fp16` given beside it (`beside`: the file's when
+    `precision` is the file's, none when it is the command line's) and the `dtype` agree. [] when `precision` is
+    null: TRL's fields decide (checked after parsing)."""
+    if precision is None:
+        return []
+    from .precision import PRECISIONS, machine_supports_bf16
+
+    if precision not in PRECISIONS:
+        raise RecipeError(
+            f"{source}: `precision` must be one of {', '.join(PRECISIONS)} (or null); got {precision!r}."
+        )
+    on_cpu = _as_bool(_peek(argv, "use_cpu") or values.get("use_cpu")) or not _cuda_available()
+    bf16 = precision == "bf16" or (precision == "auto" and machine_supports_bf16(on_cpu))
+    for name, wanted in (("bf16", bf16), ("fp16", False)):
+        given = _as_bool(beside.get(name))
+        if given is not None and given != wanted:
+            raise RecipeError(
+                f"{source}: `precision: {precision}` sets `{name}: {str(wanted).lower()}` here, but the recipe also "
+                f"says `{name}: {str(given).lower()}`: keep one of the two fields."
+            )
+    dtype = _peek(argv, "dtype") or values.get("dtype")
+    if bf16 and on_cpu and dtype in ("bfloat16", "float16"):
+        raise RecipeError(
+            f"{source}: `precision: {precision}` computes in bf16 with fp32 master weights and optimizer state, but "
+            f"`dtype: {dtype}` loads the weights themselves in {dtype}: set `dtype: float32`."
+        )
+    return ["--bf16", str(bf16), "--fp16", "False"]
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def resolve_eval_settings(script_args: ScriptArgs, training_args: Any) -> ScriptArgs:

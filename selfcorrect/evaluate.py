@@ -248,11 +248,19 @@ def evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[st
     """`evaluate_self_correction`, plus pass@k when `eval_num_samples` > 0, with the recipe's `eval_*` fields.
 
     Eval fields left null are filled from the training config (`configs.resolve_eval_settings`) when the recipe is
-    parsed; filled here with their stand-alone defaults for script args built by hand.
+    parsed; filled here with their stand-alone defaults for script args built by hand. Generation runs in the recipe's
+    resolved `precision` (bf16: one autocast region around the whole evaluation; the weights stay as loaded).
     """
     from .configs import resolve_eval_settings
+    from .precision import autocast_context
 
     resolve_eval_settings(script_args, None)
+    device_type = next(model.parameters()).device.type if model is not None else "cpu"
+    with autocast_context(getattr(script_args, "precision", None), device_type):  # one region: weights cast once
+        return _evaluate_with_script_args(model, tokenizer, dataset, script_args)
+
+
+def _evaluate_with_script_args(model, tokenizer, dataset, script_args) -> dict[str, Any]:
     result = evaluate_self_correction(
         model,
         tokenizer,

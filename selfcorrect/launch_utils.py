@@ -65,7 +65,9 @@ def check_launch_matches_recipe(training_args, environ: dict[str, str] | None = 
     """Under `accelerate launch`, the launch config's precision must be the recipe's; otherwise one silently wins.
 
     `accelerate launch` exports the config's `mixed_precision` as ACCELERATE_MIXED_PRECISION; the recipe says `bf16` /
-    `fp16`. A mismatch (e.g. a GPU config's bf16 with a CPU recipe's fp32) is an error naming both values.
+    `fp16` (set by `precision` when the recipe uses it, resolved for this machine before this check). A mismatch (e.g.
+    a GPU config's bf16 with a CPU recipe's fp32, or a CPU config's 'no' with `precision: auto` on a bf16 CPU) is an
+    error naming both values: transformers would silently let the recipe win.
     """
     environ = os.environ if environ is None else environ
     launched = environ.get("ACCELERATE_MIXED_PRECISION")
@@ -76,7 +78,9 @@ def check_launch_matches_recipe(training_args, environ: dict[str, str] | None = 
         raise RecipeError(
             f"the accelerate config says `mixed_precision: {launched}` but the recipe says "
             f"`bf16: {bool(training_args.bf16)}`, `fp16: {bool(training_args.fp16)}` (mixed precision '{recipe}'): "
-            "make them agree (CPU runs: `mixed_precision: 'no'` and `bf16: false`, e.g. launch/cpu/*.yaml)."
+            "make them agree: `precision: fp32` in the recipe for launch/cpu/*.yaml (`mixed_precision: 'no'`), or "
+            "`--mixed_precision bf16` on the launch command for bf16 (`precision: auto` / `bf16` resolve to it on a "
+            "GPU or a CPU with AVX512-BF16 / AMX; on CPU, DDP runs it as autocast over fp32 weights)."
         )
 
 

@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
 
     from ..configs import RecipeError, parse_recipe
     from ..models import load_model, load_tokenizer
+    from ..precision import autocast_context
     from .loading import load_datasets
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -246,17 +247,18 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
             len(problems),
             max_new_tokens,
         )
-        traces = sample_traces(
-            model,
-            tokenizer,
-            problems,
-            options.redi_samples,
-            max_new_tokens,
-            options.redi_temperature,
-            options.redi_top_p,
-            script_args.eval_batch_size,
-            script_args.eval_chat_template_kwargs,
-        )
+        with autocast_context(script_args.precision):  # bf16 recipes sample in bf16 (fp32 weights)
+            traces = sample_traces(
+                model,
+                tokenizer,
+                problems,
+                options.redi_samples,
+                max_new_tokens,
+                options.redi_temperature,
+                options.redi_top_p,
+                script_args.eval_batch_size,
+                script_args.eval_chat_template_kwargs,
+            )
         write_jsonl(traces, out_dir / "traces.jsonl")
     sft_rows, pair_rows, counts = build_redi_data(traces, options.redi_max_pairs_per_prompt)
     write_jsonl(sft_rows, out_dir / "sft.jsonl")

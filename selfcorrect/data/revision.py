@@ -603,6 +603,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from transformers import set_seed
 
         from ..models import load_model, load_tokenizer
+        from ..precision import autocast_context
 
         max_new_tokens = options.revision_max_new_tokens or script_args.eval_max_new_tokens
         set_seed(seed)
@@ -614,17 +615,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             len(problems),
             max_new_tokens,
         )
-        traces = sample_traces(
-            model,
-            tokenizer,
-            problems,
-            options.revision_samples,
-            max_new_tokens,
-            options.revision_temperature,
-            options.revision_top_p,
-            script_args.eval_batch_size,
-            script_args.eval_chat_template_kwargs,
-        )
+        with autocast_context(script_args.precision):  # bf16 recipes sample in bf16 (fp32 weights)
+            traces = sample_traces(
+                model,
+                tokenizer,
+                problems,
+                options.revision_samples,
+                max_new_tokens,
+                options.revision_temperature,
+                options.revision_top_p,
+                script_args.eval_batch_size,
+                script_args.eval_chat_template_kwargs,
+            )
         write_jsonl(traces, out_dir / "traces.jsonl")
     rows, counts = build_revision_rows(
         problems,

@@ -81,6 +81,7 @@ from ..episodes import ChatTurns, Episode, EpisodeSpec, judge_accuracy, max_epis
 from ..feedback import FEEDBACK, AttemptOutcome, FeedbackProvider, FeedbackTemplateError, get_feedback_provider
 from ..guards import UnscoredBatches
 from ..metrics import carry_forward, self_correction_metrics
+from ..precision import AutocastGeneration
 from .grpo import GRPOConfig
 from .self_verification import SelfVerification, check_verification_fields, logps_call_options
 
@@ -230,7 +231,7 @@ class MultiAttemptConfig(GRPOConfig):
         check_verification_fields(self)
 
 
-class MultiAttemptGRPOTrainer(SelfVerification, GRPOTrainer):
+class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer):
     """GRPO over multi-attempt episodes; per-attempt advantages are group-normalized attempt by attempt."""
 
     _tag_names = ["trl", "grpo", "selfcorrect", "multi-attempt"]

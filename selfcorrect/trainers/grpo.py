@@ -3,7 +3,9 @@
 The only difference from TRL: a batch in which every reward function returned None for every sample warns (TRL's own
 warning and ours, naming the functions) and contributes no policy gradient, as in TRL; after `max_unscored_batches`
 such batches in a row the run stops with a clear error (`selfcorrect.guards.RewardBatchGuard`) instead of training on
-zero rewards for ever.
+zero rewards for ever. Under `bf16`, each generation call runs in one autocast region
+(`selfcorrect.precision.AutocastGeneration`): the same bf16 arithmetic as TRL's per-forward regions, each weight cast
+once per call instead of once per token.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from trl import GRPOConfig as TRLGRPOConfig
 from trl import GRPOTrainer as TRLGRPOTrainer
 
 from ..guards import RewardBatchGuard
+from ..precision import AutocastGeneration
 
 
 @dataclass
@@ -34,8 +37,9 @@ class GRPOConfig(TRLGRPOConfig):
             raise ValueError(f"`max_unscored_batches` must be at least 1; got {self.max_unscored_batches}.")
 
 
-class GRPOTrainer(RewardBatchGuard, TRLGRPOTrainer):
-    """TRL's GRPO with `RewardBatchGuard`; everything else, including every option of `GRPOConfig`, is TRL's."""
+class GRPOTrainer(AutocastGeneration, RewardBatchGuard, TRLGRPOTrainer):
+    """TRL's GRPO with `RewardBatchGuard` and, under `bf16`, one autocast region per generation call
+    (`AutocastGeneration`); everything else, including every option of `GRPOConfig`, is TRL's."""
 
     _tag_names = ["trl", "grpo", "selfcorrect"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from selfcorrect.bench import append_results, feedback_turn_tokens, main, parse_methods, recipe_values
 
@@ -47,7 +48,11 @@ def test_bench_runs_trl_and_score_and_writes_the_table(tmp_path, tiny_model_dir)
     header = next(line for line in table.splitlines() if line.startswith("| method"))
     for column in ("s / step", "tokens / s", "s / 1k tokens", "peak MiB", "time × TRL", "time × TRL@equal"):
         assert column in header
-    body = [line for line in table.splitlines() if line.startswith(("| trl ", "| trl_equal ", "| score "))]
+    lines = table.splitlines()
+    main_table = lines[lines.index(header) :]
+    body = main_table[
+        2 : next(i for i, line in enumerate(main_table) if not line.startswith("|"))
+    ]  # rows, one per arm
     assert [line.split("|")[1].strip() for line in body] == ["trl", "trl_equal", "score"]
     assert all(line.count("|") == header.count("|") for line in body)
     for needed in ("torch ", "transformers ", "TRL ", "Machine: ", "python -m selfcorrect.bench --model"):
@@ -55,6 +60,9 @@ def test_bench_runs_trl_and_score_and_writes_the_table(tmp_path, tiny_model_dir)
     assert table.startswith(f"## {result['meta']['date']} — trainer benchmark")
     saved = json.loads((out / "bench.json").read_text())
     assert [run["method"] for run in saved["runs"]] == ["trl", "trl_equal", "score"]
+    # one generation call per attempt serves every row of the step: TRL one call of 4 rows, SCoRe two (attempt 2 of
+    # every episode in one call)
+    assert [run["generate_calls"] for run in saved["runs"]] == [[[4]], [[4]], [[4, 4]]]
     assert saved["meta"]["versions"]["trl"].startswith("1.16")
 
 
@@ -177,3 +185,66 @@ def test_multi_attempt_memory_is_judged_at_equal_length_and_known_limits_are_nam
     assert len(blocked) == 1 and "verification row" in blocked[0]
     rise["targets_met"] = {"time": True, "memory": True}
     assert "What blocks" not in markdown_report([row("trl", attempts=1), rise], meta)
+
+
+def test_bench_runs_both_precisions_and_times_the_parts_of_a_step(tmp_path, tiny_model_dir):
+    """`--precision fp32,bf16`: every arm in both precisions in one run, the bf16 x fp32 ratios, and the parts of each
+    step (generation, loss forward + backward, optimizer, judging) with their FLOP/s beside a matmul probe."""
+    out = tmp_path / "bench"
+    argv = [
+        "--model",
+        str(tiny_model_dir),
+        "--methods",
+        "trl",
+        "--steps",
+        "1",
+        "--warmup-steps",
+        "0",
+        "--repeats",
+        "1",
+    ]
+    argv += ["--max-new-tokens", "4", "--num-generations", "2", "--batch-size", "2", "--precision", "fp32,bf16"]
+    argv += ["--reward-funcs", "tests.helpers:varied_reward", "--output-dir", str(out)]
+    result = main(argv)
+
+    rows = {(row["method"], row["precision"]): row for row in result["rows"]}
+    assert list(rows) == [("trl", "fp32"), ("trl", "bf16")]
+    fp32, bf16 = rows[("trl", "fp32")], rows[("trl", "bf16")]
+    assert fp32["time_ratio"] == bf16["time_ratio"] == 1.0  # each precision has its own baseline
+    assert bf16["precision_time_ratio"] == pytest.approx(bf16["seconds_per_step"] / fp32["seconds_per_step"])
+    assert bf16["precision_memory_ratio"] == pytest.approx(bf16["peak_memory_mib"] / fp32["peak_memory_mib"])
+    assert "precision_time_ratio" not in fp32
+    runs = {run["precision"]: run for run in result["runs"]}
+    assert runs["fp32"]["compute_dtype"] == "float32" and runs["bf16"]["compute_dtype"] == "bfloat16"
+    recipes = {p: yaml.safe_load((out / "runs" / f"trl-{p}-r0" / "recipe.yaml").read_text()) for p in runs}
+    assert recipes["bf16"]["bf16"] is True and recipes["fp32"]["bf16"] is False
+    assert recipes["bf16"]["dtype"] == recipes["fp32"]["dtype"] == "float32"  # the same weights: autocast only
+    for row in (fp32, bf16):
+        assert row["matmul_gflops"] > 0 and row["step_gflop"] > 0
+        for part in ("generation", "loss", "optimizer", "judging"):
+            assert row[f"{part}_seconds"] > 0, part
+        assert row["generation_gflops"] > 0 and row["loss_gflops"] > 0
+    # FLOPs of one step: 2 prompts' contexts and 2 x 4 sampled tokens through the model, then 3x a forward over the
+    # trained rows; the step's total is what the parts add up to
+    assert runs["fp32"]["part_flops"][0]["loss"] > runs["fp32"]["part_flops"][0]["generation"] > 0
+    assert runs["fp32"]["threads"] >= 1
+    assert runs["fp32"]["generate_calls"] == [[2]]  # one generation call serves every row of the step
+
+    table = (out / "bench.md").read_text()
+    assert "Where a step's time goes" in table and "| trl | bf16 |" in table
+    assert "| method | s / step fp32 | s / step bf16 | step time bf16 × fp32 | peak memory bf16 × fp32 |" in table
+
+
+def test_weight_flops_counts_the_body_and_the_tied_head_once(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from selfcorrect.bench import weight_flops
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    body, head = weight_flops(model)
+    config = model.config
+    hidden, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    kv = hidden // config.num_attention_heads * config.num_key_value_heads
+    per_layer = 2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * inter  # q, o; k, v; gate, up, down
+    assert body == layers * per_layer  # norms are vectors; the tied embedding / head is the head
+    assert head == config.vocab_size * hidden
