@@ -2,7 +2,7 @@
 
     python recipes/reproduce.py run   [--arms base,warmup,warmup+score] [--seeds 0,1,2] [--levels 3,4]
     python recipes/reproduce.py run --levels 3,4 --results protocol-2026-12 --arms warmup_fb,warmup_fb+ufo \
-        --seeds 0,1,2,3,4 --steps 60 --prompts 4,warmup_fb+grpo=8 --train_args="--dtype bfloat16"   # recipes/PROTOCOL.md
+        --seeds 0,1,2,3,4 --steps 60 --prompts 4,warmup_fb+grpo=8 --train_args="--precision bf16"   # recipes/PROTOCOL.md
     python recipes/reproduce.py table [--out outputs/reproduce] [--write recipes/RESULTS_selfcorrection.md]
     python recipes/reproduce.py compare --compare fb:warmup_fb,grpo   # difference of the revision gain, primary interval
     python recipes/reproduce.py compare --compare fb:warmup_fb,grpo --over problems   # secondary: over problems
