@@ -14,7 +14,7 @@ from typing import NamedTuple
 from trl import SFTConfig, SFTTrainer
 
 from ..registry import Registry
-from .base import MultiAttemptConfig, MultiAttemptGRPOTrainer
+from .base import METHOD_CONFIGS, MultiAttemptConfig, MultiAttemptGRPOTrainer
 from .critique import CritiqueGRPOConfig, CritiqueGRPOTrainer
 from .grpo import GRPOConfig, GRPOTrainer
 from .nsr import NegativeSampleConfig, NegativeSampleTrainer
@@ -34,7 +34,10 @@ METHODS: Registry[Method] = Registry("method", "method")
 
 def register_method(name: str, trainer: type, config: type, offline_columns: tuple[str, ...] | None = None) -> Method:
     """Make `method: name` build `trainer(args=config(...))`; re-registering a name with other classes is an error."""
-    return METHODS.register(name, Method(trainer, config, offline_columns))
+    method = METHODS.register(name, Method(trainer, config, offline_columns))
+    if isinstance(trainer, type) and issubclass(trainer, MultiAttemptGRPOTrainer):
+        METHOD_CONFIGS[trainer] = config  # `trainer(args=None)` builds this config's defaults
+    return method
 
 
 def get_method(name: str) -> Method:

@@ -231,6 +231,11 @@ class MultiAttemptConfig(GRPOConfig):
         check_verification_fields(self)
 
 
+# trainer class -> its registered method's config (`register_method` fills it; read by `_default_config_class`, so
+# that this module need not import the registry, which imports it)
+METHOD_CONFIGS: dict[type, type[MultiAttemptConfig]] = {}
+
+
 class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer):
     """GRPO over multi-attempt episodes; per-attempt advantages are group-normalized attempt by attempt."""
 
@@ -291,10 +296,7 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
     @classmethod
     def _default_config_class(cls) -> type[MultiAttemptConfig]:
         """The config of the nearest registered method in this class's ancestry (`args=None`: its defaults)."""
-        from . import METHODS  # the registry imports this module
-
-        registered = {method.trainer: method.config for method in METHODS.values()}
-        return next((registered[c] for c in cls.__mro__ if c in registered), MultiAttemptConfig)
+        return next((METHOD_CONFIGS[c] for c in cls.__mro__ if c in METHOD_CONFIGS), MultiAttemptConfig)
 
     def _attempt_cap(self) -> int:
         """Token cap of one attempt: `max_attempt_length`, never beyond TRL's `max_completion_length` (so that with
