@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export WANDB_MODE ?= offline
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: install demo test test-slow test-math quality style bench reproduce critic-server gpu-check-prepare gpu-check clean
+.PHONY: install demo test test-slow test-math quality style bench reproduce critic-server gpu-check-prepare gpu-check docs docs-build clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -69,5 +69,12 @@ critic-server: install
 	$(VENV)/bin/transformers serve "$${CRITIC_MODEL:-$$($(PY) -c 'from selfcorrect.models import embedded_model_path as p; print(p())')}" \
 		--port $(CRITIC_PORT) --device cpu --dtype float32
 
+# The documentation site (mkdocs.yml, docs/): serve it at http://127.0.0.1:8000, or build it as the tests do.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
+docs-build: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf outputs build *.egg-info
+	rm -rf outputs build site *.egg-info
