@@ -24,14 +24,13 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "recipes"))
-from reproduce import _commit, _t_quantile  # noqa: E402
+from reproduce import _commit, _python, _run, _t_quantile  # noqa: E402
 
 RESULTS = ROOT / "recipes" / "results" / "precision-check"
 EVAL = [
@@ -42,23 +41,6 @@ EVAL = [
 ]  # fmt: skip
 UFO = ["--max_steps", "12", "--learning_rate", "1e-5", "--max_attempt_length", "64", "--max_completion_length", "288"]
 METRICS = ("acc_t1", "succ_t3")
-
-
-def _python() -> str:
-    venv = ROOT / ".venv" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
-
-
-def _run(command: list[str], log: Path) -> float:
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline"}
-    start = time.time()
-    with log.open("a") as handle:
-        handle.write(f"\n$ {' '.join(command)}\n")
-        handle.flush()
-        code = subprocess.call(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env=env)
-    if code:
-        raise RuntimeError(f"exit {code}: {' '.join(command)} (log: {log})")
-    return time.time() - start
 
 
 def _stage(output_dir: Path) -> dict:

@@ -99,11 +99,11 @@ def tiny_llama_config(tokenizer, hidden: int = 32, layers: int = 2, tie_word_emb
     )
 
 
-def load_script(name: str):
-    """A script under recipes/ (e.g. "reproduce") imported as a module, for testing its functions."""
+def load_script(name: str, folder: str = "recipes"):
+    """A script under recipes/ (e.g. "reproduce") or another folder (launch/) imported as a module, for testing."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(name, ROOT / "recipes" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

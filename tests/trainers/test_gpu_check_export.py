@@ -6,20 +6,15 @@ Qwen2.5-0.5B's shape over the embedded tokenizer, with that tokenizer and its ch
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
-from tests.helpers import ROOT
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "launch" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_check", folder="launch")
 
 
 def test_export_is_a_loadable_config_of_the_stated_shape_with_the_tokenizer(gpu_check, tmp_path, tokenizer):

@@ -15,17 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, load_script
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "launch" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_check", folder="launch")
 
 
 def test_download_commands_pin_everything_for_the_gpu_python(gpu_check, tmp_path):
