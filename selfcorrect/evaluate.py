@@ -362,13 +362,16 @@ def markdown_comparison(named_metrics: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines + pass_lines)
 
 
-def save_comparison(named_metrics: dict[str, dict[str, float]], out_dir: str | Path, name: str) -> str:
-    """The comparison table (`name.md`) and one plot of every model (`name.png`) in `out_dir`; returns the table."""
+def save_comparison(
+    named_metrics: dict[str, dict[str, float]], out_dir: str | Path, name: str, footer: str | None = None
+) -> str:
+    """The comparison table (`name.md`, `footer` under it) and one plot of every model (`name.png`) in `out_dir`;
+    returns the table."""
     from .plots import save_eval_plot
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = markdown_comparison(named_metrics)
+    table = markdown_comparison(named_metrics) + (f"\n\n{footer}" if footer else "")
     (out_dir / f"{name}.md").write_text(table + "\n")
     save_eval_plot(named_metrics, out_dir / f"{name}.png", title=" vs ".join(named_metrics))
     return table

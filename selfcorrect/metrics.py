@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,3 +91,44 @@ def mean_pass_at_k(num_samples: Sequence[int], num_correct: Sequence[int], k: in
     if not num_samples:
         raise ValueError("mean_pass_at_k needs at least one problem.")
     return sum(pass_at_k(n, c, k) for n, c in zip(num_samples, num_correct)) / len(num_samples)
+
+
+def paired_change(
+    before: Sequence[float], after: Sequence[float], resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean change, low, high): the mean over problems of `after[i] - before[i]` (the same problems evaluated twice,
+    e.g. before and after training) and its 95 % percentile interval from resampling the problems with replacement
+    (paired: one draw serves both). It covers the noise of which problems were drawn, not the training's seed.
+
+    >>> paired_change([0, 0, 1, 1], [1, 0, 1, 1])[0]
+    0.25
+    """
+    if len(before) != len(after) or not before:
+        raise ValueError(
+            f"paired_change needs the same non-zero number of problems; got {len(before)} and {len(after)}."
+        )
+    differences = [a - b for b, a in zip(before, after)]
+    n, rng = len(differences), random.Random(seed)
+    draws = sorted(sum(differences[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return sum(differences) / n, draws[int(0.025 * resamples)], draws[int(0.975 * resamples) - 1]
+
+
+def revision_outcomes(correct: Sequence[Sequence[Any]], num_attempts: int) -> dict[str, list[int]]:
+    """Per problem, 1/0: right at the first attempt (`acc@1`), right at any of the first `num_attempts` (`succ@K`, as
+    the evaluation's `succ_tK`) and their difference (`succ@K − acc@1`: wrong first, fixed by a later attempt)."""
+    first = [int(bool(c[0])) for c in correct]
+    within = [int(any(bool(x) for x in c[:num_attempts])) for c in correct]
+    gain = [w - f for f, w in zip(first, within)]
+    return {"acc@1": first, f"succ@{num_attempts}": within, f"succ@{num_attempts} − acc@1": gain}
+
+
+def change_lines(before: dict[str, Any], after: dict[str, Any], num_attempts: int) -> list[str]:
+    """The change from `before` to `after` (two evaluations' results on the same problems) of acc@1, succ@K and
+    succ@K − acc@1, in points, each with its 95 % paired bootstrap interval over the problems (`paired_change`)."""
+    outcomes = [revision_outcomes([s["correct"] for s in r["samples"]], num_attempts) for r in (before, after)]
+    names = list(outcomes[0]) if num_attempts > 1 else ["acc@1"]  # one attempt: only acc@1 applies
+    lines = []
+    for name in names:
+        mean, low, high = (100 * v for v in paired_change(outcomes[0][name], outcomes[1][name]))
+        lines.append(f"{name} {mean:+.1f} [{low:+.1f}, {high:+.1f}]")
+    return lines

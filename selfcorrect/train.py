@@ -171,11 +171,15 @@ def main(argv: list[str] | None = None):
         )
         if before is not None and after is not None:  # main process: one table and one plot of both
             from .evaluate import save_comparison
+            from .metrics import change_lines
 
+            change = "; ".join(change_lines(before, after, script_args.eval_attempts))
             table = save_comparison(
                 {"before": before["metrics"], "after": after["metrics"]},
                 Path(training_args.output_dir) / "eval",
                 "before_after",
+                footer=f"change, after − before (95 % paired bootstrap over the {len(after['samples'])} problems; "
+                f"one training seed, so problem noise only): {change}",
             )
             print(f"\n{table}\n\nsaved {Path(training_args.output_dir) / 'eval' / 'before_after'}.md/.png", flush=True)
     return trainer

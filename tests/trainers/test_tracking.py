@@ -55,10 +55,11 @@ def test_wandb_offline_run_has_selfcorrect_metrics_and_attempt_columns(tmp_path,
     assert (tmp_path / "out" / "eval" / "step_1.png").is_file()
     # before / after: one table with a row each, and one plot, next to each evaluation's own files
     table = (tmp_path / "out" / "eval" / "before_after.md").read_text().splitlines()
-    assert table[0].startswith("| model | acc@t1 | acc@t2 |") and [r.split("|")[1].strip() for r in table[2:]] == [
-        "before (n=4)",
-        "after (n=4)",
-    ]
+    rows = [r.split("|")[1].strip() for r in table[2:] if r.startswith("|")]
+    assert table[0].startswith("| model | acc@t1 | acc@t2 |") and rows == ["before (n=4)", "after (n=4)"]
+    # under it, each statistic's change with its paired interval over the same 4 problems
+    assert table[-1].startswith("change, after − before (95 % paired bootstrap over the 4 problems")
+    assert "acc@1 " in table[-1] and "succ@2 " in table[-1] and "succ@2 − acc@1 " in table[-1]
     for name in ("before", "after", "before_after"):
         assert (tmp_path / "out" / "eval" / f"{name}.png").is_file()
     runs = list((tmp_path / "wandb").glob("offline-run-*"))

@@ -122,3 +122,38 @@ def test_mean_pass_at_k():
         mean_pass_at_k([4, 4], [1], k=1)
     with pytest.raises(ValueError, match="at least one problem"):
         mean_pass_at_k([], [], k=1)
+
+
+def test_revision_outcomes_by_hand():
+    from selfcorrect.metrics import revision_outcomes
+
+    # stopped at a right 2nd attempt; right at once; wrong thrice; right only at the 3rd
+    correct = [[False, True], [True], [False, False, False], [False, False, True]]
+    assert revision_outcomes(correct, 3) == {
+        "acc@1": [0, 1, 0, 0],
+        "succ@3": [1, 1, 0, 1],
+        "succ@3 − acc@1": [1, 0, 0, 1],
+    }
+    assert revision_outcomes(correct, 2)["succ@2"] == [1, 1, 0, 0]  # the 3rd attempt does not count within 2
+
+
+def test_paired_change_mean_and_interval():
+    from selfcorrect.metrics import paired_change
+
+    assert paired_change([0, 1, 0, 1], [1, 1, 1, 1]) == (0.5, pytest.approx(0.0, abs=0.5), pytest.approx(1.0, abs=0.5))
+    mean, low, high = paired_change([0, 0, 1, 1], [1, 0, 1, 1])
+    assert mean == 0.25 and 0.0 <= low <= 0.25 <= high <= 1.0
+    assert paired_change([0, 0, 1, 1], [1, 0, 1, 1]) == (mean, low, high)  # the same draws every time (seed 0)
+    assert paired_change([0, 1, 0], [1, 2, 1]) == (1.0, 1.0, 1.0)  # every problem changed by 1: no spread
+    with pytest.raises(ValueError, match="same non-zero number of problems"):
+        paired_change([0, 1], [1])
+
+
+def test_change_lines_name_each_statistic_and_one_attempt_only_acc():
+    from selfcorrect.metrics import change_lines
+
+    before = {"samples": [{"correct": [False, False]}, {"correct": [True]}]}
+    after = {"samples": [{"correct": [False, True]}, {"correct": [True]}]}
+    lines = change_lines(before, after, 2)
+    assert [line.split(" [")[0] for line in lines] == ["acc@1 +0.0", "succ@2 +50.0", "succ@2 − acc@1 +50.0"]
+    assert change_lines(before, after, 1) == ["acc@1 +0.0 [+0.0, +0.0]"]
