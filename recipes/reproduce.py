@@ -69,8 +69,15 @@ COMMON = [
     "--report_to", "none",
 ]  # fmt: skip
 # The run's options beyond the arm's defaults, set by `main` (`--steps`, `--prompts`, `--checkpoint_steps`,
-# `--train_args`, `--results`, `--pass_k`).
-RUN: dict = {"steps": None, "prompts": {}, "checkpoint_steps": 10, "train_args": [], "results": "reproduce-v2"}
+# `--train_args`, `--results`, `--pass_k`, `--num_threads`).
+RUN: dict = {
+    "steps": None,
+    "prompts": {},
+    "checkpoint_steps": 10,
+    "train_args": [],
+    "results": "reproduce-v2",
+    "num_threads": None,
+}
 MODES = {
     "nofb": ["--eval_attempts", "2", "--eval_feedback", "score_instruction", "--eval_stop_on_correct", "false"],
     "fb": ["--eval_attempts", "3", "--eval_feedback", "unary", "--eval_stop_on_correct", "true"],
@@ -138,13 +145,33 @@ def _run(command: list[str], log: Path) -> float:
     return time.time() - start
 
 
+def _threads() -> list[str]:
+    """`--num_threads N` for every command when `--num_threads` pins it (the same count for every run of a protocol:
+    the reductions inside a matmul depend on it, so a model retrained with another count is not bit-identical)."""
+    return ["--num_threads", str(RUN["num_threads"])] if RUN["num_threads"] else []
+
+
+def model_digest(model: Path) -> str | None:
+    """sha256 over a saved model's weight files (name and bytes, in name order); None when it has none."""
+    files = sorted(model.glob("*.safetensors")) or sorted(model.glob("*.bin"))
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def warmup_data(out: Path, key: str, log: Path) -> Path:
     path = out / f"revision-data-{key}"
     if not (path / "sft.jsonl").is_file():
         _run(
             [_python(), "-m", "selfcorrect.cli", "revision-data", "--config", "recipes/demo/score.yaml",
              *WARMUP_DATA[key], "--arithmetic_levels", *LEVELS, "--arithmetic_eval_size", str(EVAL_PROBLEMS),
-             "--output_dir", str(path)],
+             *_threads(), "--output_dir", str(path)],
             log,
         )  # fmt: skip
     return path / "sft.jsonl"
@@ -234,21 +261,27 @@ def _test_split_digest() -> str:
     return hashlib.sha256(json.dumps([[p.question, p.expression] for p in test]).encode()).hexdigest()
 
 
-def run_arm(out: Path, arm: str, seed: int) -> None:
+def run_arm(out: Path, arm: str, seed: int, need_model: bool = False) -> None:
     recipe, start, data_key, overrides = ARMS[arm]
     run_dir = out / arm / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     result_dir = results_dir() / arm / f"seed{seed}"
     result_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "log.txt"
-    if all((result_dir / f"result_{mode}.json").is_file() for mode in MODES):
+    results_exist = all((result_dir / f"result_{mode}.json").is_file() for mode in MODES)
+    model_missing = recipe is not None and not (model_dir(out, arm, seed) / "config.json").is_file()
+    if results_exist and not (need_model and model_missing):
         print(f"[skip] {arm} seed {seed}: results exist", flush=True)
         return
     (run_dir / "FAILED").unlink(missing_ok=True)
     base_model = "embedded"
+    start_digest = None
     if start != "embedded":
-        run_arm(out, start, seed)  # the same seed's starting model (skipped when already there)
+        # The same seed's starting model: skipped when there; retrained by the same command when its results exist
+        # but its weights do not (a later working period on a fresh machine), its digest checked against the first.
+        run_arm(out, start, seed, need_model=True)
         base_model = str(model_dir(out, start, seed))
+        start_digest = model_digest(Path(base_model))
     train_seconds = 0.0
     trained = base_model
     train_command = None
@@ -257,11 +290,14 @@ def run_arm(out: Path, arm: str, seed: int) -> None:
         overrides = budget_overrides(arm, RUN["steps"], RUN["prompts"].get(arm, RUN["prompts"].get("*")))
         extra = ["--dataset_name", str(warmup_data(out, data_key, log))] if data_key else []
         train_command = [_python(), "-m", "selfcorrect.cli", "train", "--config", recipe, *_train_common(), *overrides,
-                         *extra, *RUN["train_args"], "--arithmetic_levels", *LEVELS,
+                         *extra, *RUN["train_args"], *_threads(), "--arithmetic_levels", *LEVELS,
                          "--model_name_or_path", base_model, "--seed", str(seed), "--output_dir", trained]  # fmt: skip
         if not (Path(trained) / "config.json").is_file():
             print(f"[train] {arm} seed {seed}", flush=True)
             train_seconds = _run(train_command, log)
+        if results_exist:  # retrained only as another arm's start: the curve and results stay the first run's
+            _check_retrained(result_dir, Path(trained), arm, seed)
+            return
         if (Path(trained) / "log_history.jsonl").is_file():  # the learning curve, kept with the results
             shutil.copyfile(Path(trained) / "log_history.jsonl", result_dir / TRAIN_LOG)
     eval_recipe = recipe or "recipes/demo/grpo.yaml"
@@ -272,7 +308,7 @@ def run_arm(out: Path, arm: str, seed: int) -> None:
         print(f"[eval] {arm} seed {seed} {mode}", flush=True)
         eval_dir = run_dir / f"eval_{mode}"
         command = [_python(), "-m", "selfcorrect.cli", "eval", "--config", eval_recipe, *COMMON, *flags,
-                   "--arithmetic_levels", *LEVELS,
+                   *_threads(), "--arithmetic_levels", *LEVELS,
                    "--model_name_or_path", trained, "--seed", str(seed), "--output_dir", str(eval_dir)]  # fmt: skip
         if recipe is not None and "revision_sft" in recipe:
             command += ["--dataset_name", "bundled:arithmetic"]  # evaluate on problems, not on the warm-up rows
@@ -288,6 +324,8 @@ def run_arm(out: Path, arm: str, seed: int) -> None:
             "train_seconds": round(train_seconds, 1),
             "eval_seconds": round(eval_seconds, 1),
             "train_log": _train_summary(Path(trained)) if recipe is not None else None,
+            "model_sha256": model_digest(Path(trained)) if recipe is not None else None,
+            "start_model_sha256": start_digest,
             "command": " ".join(command),
             "train_command": shlex.join(train_command) if train_command else None,
             "reproduce_command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -297,6 +335,20 @@ def run_arm(out: Path, arm: str, seed: int) -> None:
             "date": time.strftime("%Y-%m-%d %H:%M"),
         }
         result_path.write_text(json.dumps(result, indent=1) + "\n")  # at once: a later crash loses nothing
+
+
+def _check_retrained(result_dir: Path, model: Path, arm: str, seed: int) -> None:
+    """A start model retrained after its results were written: is it the model those results evaluated? The answer
+    (digests and whether they match) is written beside the results, never hidden; a mismatch is a deviation to list."""
+    recorded = json.loads(next(iter(sorted(result_dir.glob("result_*.json")))).read_text()).get("model_sha256")
+    digest = model_digest(model)
+    same = recorded is not None and digest == recorded
+    note = {"date": time.strftime("%Y-%m-%d %H:%M"), "recorded": recorded, "retrained": digest, "identical": same}
+    with (result_dir / "retrained.jsonl").open("a") as handle:
+        handle.write(json.dumps(note) + "\n")
+    print(
+        f"[retrained] {arm} seed {seed}: {'identical to' if same else 'DIFFERS from'} the evaluated model", flush=True
+    )
 
 
 def _commit() -> str | None:
@@ -839,6 +891,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pass_k", type=int, default=0, help="run: also evaluate pass@k, k = 1, 2, 4, ... up to N samples a problem"
     )
+    parser.add_argument(
+        "--num_threads",
+        type=int,
+        default=None,
+        help="run: threads of every command (default: each command's own choice from the free cores)",
+    )
     parser.add_argument("--pass_k_temperature", type=float, default=0.7, help="run: sampling temperature of pass@k")
     args = parser.parse_args(argv)
     LEVELS[:] = args.levels.split(",")
@@ -848,6 +906,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_steps=args.checkpoint_steps,
         train_args=shlex.split(args.train_args),
         results=args.results,
+        num_threads=args.num_threads,
     )
     if args.pass_k:
         ks = [str(2**i) for i in range(args.pass_k.bit_length()) if 2**i <= args.pass_k]

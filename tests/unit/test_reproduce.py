@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -325,3 +326,54 @@ def test_prompts_option_and_checkpoints(reproduce, monkeypatch):
     ]
     monkeypatch.setitem(reproduce.RUN, "checkpoint_steps", 0)
     assert reproduce._train_common() == reproduce.COMMON
+
+
+def test_a_missing_start_model_is_retrained_and_checked_against_the_evaluated_one(reproduce, tmp_path, monkeypatch):
+    """A later working period on a fresh machine: the warm-up's results exist but its weights do not. The next arm of
+    that seed retrains the warm-up with the same command (threads pinned), records whether the weights are identical
+    to those its results evaluated, and records the start model's digest in its own results."""
+    calls = []
+    weights = {"warmup_fb": b"warm-up weights"}
+
+    def fake_run(command, log):
+        calls.append(command)
+        out = Path(command[command.index("--output_dir") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        if command[3] == "revision-data":
+            (out / "sft.jsonl").write_text("{}\n")
+        elif command[3] == "train":
+            (out / "config.json").write_text("{}")
+            arm = out.parent.parent.name
+            (out / "model.safetensors").write_bytes(weights.get(arm, b"rl weights"))
+        else:
+            (out / "eval").mkdir(exist_ok=True)
+            samples = [{"correct": [True], "answers": ["1"]}]
+            (out / "eval" / "eval.json").write_text(json.dumps({"metrics": {"acc_t1": 1.0}, "samples": samples}))
+        return 1.0
+
+    monkeypatch.setattr(reproduce, "_run", fake_run)
+    monkeypatch.setattr(reproduce, "results_dir", lambda: tmp_path / "results")
+    monkeypatch.setitem(reproduce.RUN, "num_threads", 2)
+    monkeypatch.setattr(reproduce, "LEVELS", ["3", "4"])
+    reproduce.run_arm(tmp_path / "out", "warmup_fb", 0)
+    assert all(c[c.index("--num_threads") + 1] == "2" for c in calls)  # every command: data, train, both evals
+    warmup_result = json.loads((tmp_path / "results" / "warmup_fb" / "seed0" / "result_fb.json").read_text())
+    assert warmup_result["model_sha256"] == reproduce.model_digest(tmp_path / "out" / "warmup_fb" / "seed0" / "model")
+
+    shutil.rmtree(tmp_path / "out")  # the fresh machine: results kept in the repository, models gone
+    calls.clear()
+    reproduce.run_arm(tmp_path / "out", "warmup_fb+ufo", 0)
+    trains = [c for c in calls if c[3] == "train"]
+    assert len(trains) == 2 and "--dataset_name" in trains[0]  # the warm-up again, then UFO from it
+    assert not [c for c in calls if c[3] == "eval" and "warmup_fb/seed0" in c[c.index("--output_dir") + 1]]
+    notes = (tmp_path / "results" / "warmup_fb" / "seed0" / "retrained.jsonl").read_text().splitlines()
+    assert json.loads(notes[0])["identical"] is True
+    ufo_result = json.loads((tmp_path / "results" / "warmup_fb+ufo" / "seed0" / "result_fb.json").read_text())
+    assert ufo_result["start_model_sha256"] == warmup_result["model_sha256"]
+
+    weights["warmup_fb"] = b"other weights"  # a retrained warm-up that is not bit-identical is recorded as such
+    shutil.rmtree(tmp_path / "out")
+    shutil.rmtree(tmp_path / "results" / "warmup_fb+ufo")
+    reproduce.run_arm(tmp_path / "out", "warmup_fb+ufo", 0)
+    notes = (tmp_path / "results" / "warmup_fb" / "seed0" / "retrained.jsonl").read_text().splitlines()
+    assert json.loads(notes[1])["identical"] is False
