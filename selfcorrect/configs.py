@@ -322,18 +322,20 @@ def recipe_parser(dataclass_types: tuple[type, ...], **kwargs: Any):
     from trl import TrlParser
 
     class RecipeParser(TrlParser):
+        # HfArgumentParser's hook that adds one dataclass's fields (not public; the `--help` tests pin it): the same
+        # fields, each added by HfArgumentParser's own `_parse_dataclass_field`, into one argument group per class.
         def _add_dataclass_arguments(self, dtype):
             if hasattr(dtype, "_argument_group_name"):  # a class that asks for one group gets it
                 return super()._add_dataclass_arguments(dtype)
             hints = typing.get_type_hints(dtype)
             owners = _field_owners(dtype)
-            groups: dict[str, Any] = {}
             declaring = [cls for cls in dtype.__mro__ if cls in owners.values()]  # most derived first
             declaring.sort(key=lambda cls: not cls.__module__.startswith("selfcorrect"))  # TRL's last (stable sort)
+            groups: dict[str, Any] = {}
             for cls in declaring:  # the order `--help` prints the groups in
-                groups.setdefault(_help_group_title(cls, dtype), None)
-            for title in groups:
-                groups[title] = self.add_argument_group(title)
+                title = _help_group_title(cls, dtype)
+                if title not in groups:
+                    groups[title] = self.add_argument_group(title)
             for f in dataclasses.fields(dtype):
                 if f.init:
                     f.type = hints[f.name]  # as HfArgumentParser does before it adds a field
