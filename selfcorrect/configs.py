@@ -4,14 +4,18 @@ A recipe is one flat YAML file (the open-r1 convention) read by TRL's `TrlParser
 `ModelConfig`), data fields (`DataArgs`), script fields (`ScriptArgs`) and the method's trainer config (a subclass of
 TRL's `GRPOConfig`, chosen by `method`). Every field can be overridden on the command line (`--field value`).
 
-Before TRL sees a recipe we check it: unknown keys (with the closest known names), values of the wrong type, and the
-method name all fail with a message naming the file and the field.
+Parsing is TrlParser's. Before it builds the configs we check what it does not (see `check_recipe_values`): unknown
+keys (with the closest known names), recipe-file values of the wrong type, and the method name all fail with a message
+naming the file and the field. `--help` lists each config's fields grouped by the class that declares them, the
+method's own first (`recipe_parser`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import re
 import sys
 import types
 import typing
@@ -310,6 +314,60 @@ class ScriptArgs:
             )
 
 
+def recipe_parser(dataclass_types: tuple[type, ...], **kwargs: Any):
+    """TRL's `TrlParser` over `dataclass_types`, with `--help` grouped by where each field is declared: a method
+    config's own fields first, then those of the configs it extends (the multi-attempt episode, the critic: a class
+    may title its group with a `help_group` class attribute), then TRL's and transformers' fields in one group.
+    Parsing is TRL's, unchanged; only the order and the titles of `--help` differ."""
+    from trl import TrlParser
+
+    class RecipeParser(TrlParser):
+        # HfArgumentParser's hook that adds one dataclass's fields (not public; the `--help` tests pin it): the same
+        # fields, each added by HfArgumentParser's own `_parse_dataclass_field`, into one argument group per class.
+        def _add_dataclass_arguments(self, dtype):
+            if hasattr(dtype, "_argument_group_name"):  # a class that asks for one group gets it
+                return super()._add_dataclass_arguments(dtype)
+            hints = typing.get_type_hints(dtype)
+            owners = _field_owners(dtype)
+            declaring = [cls for cls in dtype.__mro__ if cls in owners.values()]  # most derived first
+            declaring.sort(key=lambda cls: not cls.__module__.startswith("selfcorrect"))  # TRL's last (stable sort)
+            groups: dict[str, Any] = {}
+            for cls in declaring:  # the order `--help` prints the groups in
+                title = _help_group_title(cls, dtype)
+                if title not in groups:
+                    groups[title] = self.add_argument_group(title)
+            for f in dataclasses.fields(dtype):
+                if f.init:
+                    f.type = hints[f.name]  # as HfArgumentParser does before it adds a field
+                    self._parse_dataclass_field(groups[_help_group_title(owners[f.name], dtype)], f)
+
+    return RecipeParser(dataclass_types, **kwargs)
+
+
+def _field_owners(dtype: type) -> dict[str, type]:
+    """field name -> the most derived class of `dtype` that declares it (a default a method redeclares is listed
+    with the method's own fields)."""
+    owners: dict[str, type] = {}
+    for cls in dtype.__mro__:
+        for name in inspect.get_annotations(cls):
+            owners.setdefault(name, cls)
+    return owners
+
+
+def _help_group_title(cls: type, dtype: type) -> str:
+    """A selfcorrect class: its `help_group`, else its name and docstring summary; TRL's and transformers' classes:
+    one group, named after the first of them in `dtype`'s bases (e.g. TRL's GRPOConfig with TrainingArguments)."""
+    if not cls.__module__.startswith("selfcorrect"):
+        external = [c for c in set(_field_owners(dtype).values()) if not c.__module__.startswith("selfcorrect")]
+        outer = next(c for c in dtype.__mro__ if c in external)
+        title = f"{outer.__module__.split('.')[0]}.{outer.__name__}"
+        return f"{title} (and the classes it extends)" if len(external) > 1 else title
+    if "help_group" in vars(cls):
+        return vars(cls)["help_group"]
+    summary = re.split(r"(?<!et al)\. ", (inspect.getdoc(cls) or "").replace("\n", " "))[0].rstrip(".")  # 1st sentence
+    return f"{cls.__name__}: {summary}" if summary else cls.__name__
+
+
 def recipe_dataclasses(method: str) -> tuple[type, ...]:
     from trl import ModelConfig
 
@@ -323,7 +381,13 @@ def recipe_dataclasses(method: str) -> tuple[type, ...]:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Type checking of YAML values (argparse only converts strings, so `learning_rate: fast` would otherwise reach TRL).
+# What TrlParser does not check in a recipe file. TrlParser turns the file's values into argparse defaults, and argparse
+# checks a default only when it is a string (converted by the field's type as on the command line; a failure exits with
+# a usage message that names neither the file nor the field). Every other value reaches the dataclass unchecked:
+# `max_steps: 2.5`, `reward_funcs: accuracy` (a string where a list belongs, later read letter by letter),
+# `use_cpu: "yes"`. And TrlParser reports unknown keys only after every config has been built from the others, in a
+# ValueError that names neither the file nor the closest known names. The command line needs none of this: argparse
+# parses it with the types HfArgumentParser derives from the same field annotations.
 
 
 def _matches(value: Any, annotation: Any) -> bool:
@@ -362,15 +426,19 @@ def _describe(annotation: Any) -> str:
     return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
-def check_recipe_values(values: dict[str, Any], dataclass_types: tuple[type, ...], source: str) -> None:
-    """Raise `RecipeError` for unknown keys or values of the wrong type, naming `source` and the field."""
+def check_recipe_values(values: dict[str, Any], parser: Any, source: str) -> None:
+    """Raise `RecipeError` for unknown keys or values of the wrong type, naming `source` and the field.
+
+    `parser` is the recipe's `TrlParser`: the keys it does not take are its own (`set_defaults_with_config`), the
+    types are the annotations of its dataclasses, read as HfArgumentParser reads them."""
     fields: dict[str, Any] = {}
-    for cls in dataclass_types:
+    for cls in parser.dataclass_types:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if f.init:
                 fields.setdefault(f.name, hints.get(f.name, f.type))
-    unknown = [key for key in values if key not in fields and key != "env"]
+    remaining = parser.set_defaults_with_config(**{key: value for key, value in values.items() if key != "env"})
+    unknown = [flag.removeprefix("--") for flag in remaining[::2]]  # TrlParser's [--key, value, ...]
     if unknown:
         lines = []
         for key in unknown:
@@ -378,7 +446,7 @@ def check_recipe_values(values: dict[str, Any], dataclass_types: tuple[type, ...
             lines.append(f"  `{key}`" + (f" (did you mean {', '.join(f'`{c}`' for c in close)}?)" if close else ""))
         raise RecipeError(f"{source}: unknown recipe key(s):\n" + "\n".join(lines))
     for key, value in values.items():
-        if key == "env" or value is None and key in fields:
+        if key == "env" or value is None:
             continue
         if not _matches(value, fields[key]):
             raise RecipeError(
@@ -424,17 +492,14 @@ def parse_recipe(argv: list[str] | None = None) -> tuple[ModelConfig, DataArgs, 
     method = _peek(argv, "method") or values.get("method", "grpo")
     if not isinstance(method, str):
         raise RecipeError(f"{config_path or 'recipe'}: `method` must be a string; got {method!r}.")
-    dataclass_types = recipe_dataclasses(method)
-    check_recipe_values(values, dataclass_types, source=str(config_path or "recipe"))
+    parser = recipe_parser(recipe_dataclasses(method))
+    check_recipe_values(values, parser, source=str(config_path or "recipe"))
     for name in POSITIVE_FIELDS:  # TRL divides by these before it checks them
         value = _peek(argv, name) or values.get(name)
         if value is not None and str(value).lstrip("-").isdigit() and int(value) < 1:
             raise RecipeError(f"{config_path or 'recipe'}: `{name}` must be a positive integer; got {value}.")
-    from trl import TrlParser
-
     precision, beside = _precision_setting(argv, values)
     argv = argv + _precision_overrides(precision, argv, values, beside, source=str(config_path or "recipe"))
-    parser = TrlParser(dataclass_types)
     try:
         model_args, data_args, script_args, training_args = parser.parse_args_and_config(argv)
     except SystemExit as exc:  # argparse exits on bad command-line values; turn that into an error we can show
@@ -585,10 +650,9 @@ def _batch_hint(message: str) -> str:
 def recipe_help(command: str) -> str:
     """`selfcorrect train|eval --help`: the command line and the model, data and script fields, without importing
     torch (TRL's `GRPOConfig` and the method configs need it; `--help-all` lists those too)."""
-    from transformers import HfArgumentParser
     from trl import ModelConfig
 
-    parser = HfArgumentParser(
+    parser = recipe_parser(
         (ModelConfig, DataArgs, ScriptArgs),
         prog=f"selfcorrect {command}",
         usage=f"selfcorrect {command} --config RECIPE.yaml [--field value ...]",

@@ -31,8 +31,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from .feedback import AttemptOutcome, FeedbackProvider, IndicativeFeedback, check_template, fill_template
 from .registry import Registry
@@ -448,8 +448,47 @@ CRITICS.register("endpoint", _build_endpoint_critic)
 GENERATING_CRITICS = ("self", "model", "endpoint")  # their critique template is checked before anything loads
 
 
+@dataclass
+class CriticConfig:
+    """Who writes the critiques: Critique-GRPO's, and the feedback turn of any multi-attempt trainer with
+    `feedback: critic`. Every multi-attempt config carries these fields (a recipe may switch to `feedback: critic`),
+    but they are checked only where a critic is used, and `--help` lists them in a group of their own."""
+
+    help_group: ClassVar[str] = "critic (Critique-GRPO and `feedback: critic`)"
+
+    critic: str = field(default="indicative_gt", metadata={"help": f"Critique source: {', '.join(CRITICS)}."})
+    critic_model: str | None = field(default=None, metadata={"help": "`critic: model`: a local model folder."})
+    critic_url: str | None = field(
+        default=None,
+        metadata={"help": "`critic: endpoint`: URL of an OpenAI-compatible server (e.g. http://host:8000/v1)."},
+    )
+    critic_model_name: str | None = field(default=None, metadata={"help": "`critic: endpoint`: the `model` field."})
+    critic_api_key_env: str | None = field(
+        default=None, metadata={"help": "`critic: endpoint`: name of an environment variable holding an API key."}
+    )
+    critic_template: str = field(
+        default=CRITIQUE_TEMPLATE,
+        metadata={"help": "Prompt of model critics: {question}, {response}, optional {solution} (the gold answer)."},
+    )
+    critic_max_tokens: int = field(default=256, metadata={"help": "Token cap of a model critique."})
+    critic_temperature: float = field(
+        default=0.0, metadata={"help": "Sampling temperature of `model` / `endpoint` critics (0: greedy)."}
+    )
+    critic_retries: int = field(
+        default=1,
+        metadata={"help": "Regenerations of a model critique whose verdict disagrees with the checker or is missing."},
+    )
+    critic_timeout: float = field(default=60.0, metadata={"help": "`critic: endpoint`: seconds per request."})
+    critic_http_retries: int = field(default=2, metadata={"help": "`critic: endpoint`: retries of a failed request."})
+    critic_on_error: str = field(
+        default="indicative",
+        metadata={"help": "`critic: endpoint` still failing after its retries: indicative (fall back) or raise."},
+    )
+
+
 def validate_critic_settings(settings: Any) -> None:
-    """Check a config's critic fields before anything is loaded (names the field and the expected value)."""
+    """Check a config's critic fields (`CriticConfig`) before anything is loaded (names the field and the expected
+    value)."""
     name = settings.critic
     CRITICS.lookup(name)
     if name == "model" and not settings.critic_model:

@@ -66,9 +66,8 @@ from ..algos import (
 )
 from ..collective import any_rank, max_over_ranks
 from ..critics import (
-    CRITICS,
-    CRITIQUE_TEMPLATE,
     Critic,
+    CriticConfig,
     CriticError,
     CritiqueFeedback,
     EndpointCritic,
@@ -89,8 +88,9 @@ logger = logging.getLogger("selfcorrect")
 
 
 @dataclass
-class MultiAttemptConfig(GRPOConfig):
-    """GRPO configuration plus the episode: attempts, token cap per attempt, feedback, early stop."""
+class MultiAttemptConfig(GRPOConfig, CriticConfig):
+    """GRPO configuration plus the episode: attempts, token cap per attempt, feedback, early stop. The critic's
+    fields (`CriticConfig`: Critique-GRPO's critiques, the turn of `feedback: critic`) come with it."""
 
     # Set by a method that assigns its own credit (SCoRe, UFO, Critique-GRPO): OREAL would replace it, so it is refused.
     own_credit: ClassVar[str | None] = None
@@ -167,36 +167,6 @@ class MultiAttemptConfig(GRPOConfig):
             "(same log-probs and gradient to float rounding). Off under DeepSpeed and reentrant gradient "
             "checkpointing, where every row runs its own forward."
         },
-    )
-
-    # The critic: Critique-GRPO's critiques, and the feedback turn of any trainer with `feedback: critic`.
-    critic: str = field(default="indicative_gt", metadata={"help": f"Critique source: {', '.join(CRITICS)}."})
-    critic_model: str | None = field(default=None, metadata={"help": "`critic: model`: a local model folder."})
-    critic_url: str | None = field(
-        default=None,
-        metadata={"help": "`critic: endpoint`: URL of an OpenAI-compatible server (e.g. http://host:8000/v1)."},
-    )
-    critic_model_name: str | None = field(default=None, metadata={"help": "`critic: endpoint`: the `model` field."})
-    critic_api_key_env: str | None = field(
-        default=None, metadata={"help": "`critic: endpoint`: name of an environment variable holding an API key."}
-    )
-    critic_template: str = field(
-        default=CRITIQUE_TEMPLATE,
-        metadata={"help": "Prompt of model critics: {question}, {response}, optional {solution} (the gold answer)."},
-    )
-    critic_max_tokens: int = field(default=256, metadata={"help": "Token cap of a model critique."})
-    critic_temperature: float = field(
-        default=0.0, metadata={"help": "Sampling temperature of `model` / `endpoint` critics (0: greedy)."}
-    )
-    critic_retries: int = field(
-        default=1,
-        metadata={"help": "Regenerations of a model critique whose verdict disagrees with the checker or is missing."},
-    )
-    critic_timeout: float = field(default=60.0, metadata={"help": "`critic: endpoint`: seconds per request."})
-    critic_http_retries: int = field(default=2, metadata={"help": "`critic: endpoint`: retries of a failed request."})
-    critic_on_error: str = field(
-        default="indicative",
-        metadata={"help": "`critic: endpoint` still failing after its retries: indicative (fall back) or raise."},
     )
 
     def __post_init__(self):

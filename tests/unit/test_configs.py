@@ -101,3 +101,58 @@ def test_missing_or_malformed_recipe_file(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(RecipeError, match="mapping"):
         parse_recipe(["--config", str(bad)])
+
+
+def _help_sections(help_text: str) -> dict[str, str]:
+    """`--help` split into its argument groups: title -> the group's lines."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in help_text.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            current = line[:-1]
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    return {title: "\n".join(lines) for title, lines in sections.items()}
+
+
+@pytest.mark.parametrize("method", ["score", "ufo", "critique_grpo"])
+def test_help_lists_the_method_fields_first_and_the_critic_fields_in_their_own_group(method):
+    import dataclasses
+
+    from selfcorrect.configs import recipe_dataclasses, recipe_parser
+    from selfcorrect.critics import CriticConfig
+
+    config = recipe_dataclasses(method)[-1]
+    sections = _help_sections(recipe_parser(recipe_dataclasses(method)).format_help())
+    titles = list(sections)
+    own = titles.index(next(t for t in titles if t.startswith(f"{config.__name__}:")))
+    critic = titles.index(CriticConfig.help_group)
+    trl = titles.index("trl.GRPOConfig (and the classes it extends)")
+    assert own < titles.index(next(t for t in titles if t.startswith("MultiAttemptConfig:"))) < critic < trl
+    critic_flags = {f"--{f.name} " for f in dataclasses.fields(CriticConfig)}
+    for title, text in sections.items():
+        for flag in critic_flags:
+            assert (flag in text) == (title == CriticConfig.help_group), (title, flag)
+    assert "--learning_rate" in sections[titles[trl]] and "--max_attempts" not in sections[titles[trl]]
+
+
+def test_critic_fields_are_not_the_methods_own():
+    import inspect
+
+    from selfcorrect.critics import CriticConfig
+    from selfcorrect.trainers import get_method
+
+    for method in ("score", "ufo", "critique_grpo"):
+        config = get_method(method).config
+        assert issubclass(config, CriticConfig)
+        assert not any(name.startswith("critic") for name in inspect.get_annotations(config))
+
+
+def test_critic_fields_work_with_feedback_critic_and_misspelled_ones_are_named(tmp_path):
+    path = _write(tmp_path, method="score", feedback="critic", critic="indicative", critic_max_tokens=64)
+    _, _, _, args = parse_recipe(["--config", path])
+    assert args.feedback == "critic" and args.critic == "indicative" and args.critic_max_tokens == 64
+    path = _write(tmp_path, method="ufo", feedback="critic", critic="endpoint", critic_ur="http://host:8000/v1")
+    with pytest.raises(RecipeError, match=r"(?s)r\.yaml.*`critic_ur` \(did you mean `critic_url`"):
+        parse_recipe(["--config", path])
