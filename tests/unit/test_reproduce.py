@@ -268,10 +268,9 @@ def test_budget_overrides_set_steps_and_prompts_of_rl_arms(reproduce):
     assert reproduce.paired_by_seed("warmup_fb+grpo", "warmup_fb+ufo")  # the same seed's warm-up under both
 
 
-def test_run_records_commands_machine_and_data_and_resumes(reproduce, tmp_path, monkeypatch):
-    """A fake pipeline (no model): the protocol's budget reaches the training command, checkpoints are on, the result
-    file names the commit, commands, machine and test split, and a second run skips what exists."""
-    calls = []
+def fake_pipeline(calls: list, weights: dict[str, bytes] | None = None):
+    """A stand-in for `reproduce._run` (no model): records each command and writes what the real step would leave
+    (revision data, a trained model with its weights file: `weights[arm]`, or an evaluation of one right problem)."""
 
     def fake_run(command, log):
         calls.append(command)
@@ -281,13 +280,22 @@ def test_run_records_commands_machine_and_data_and_resumes(reproduce, tmp_path, 
             (out / "sft.jsonl").write_text("{}\n")
         elif command[3] == "train":
             (out / "config.json").write_text("{}")
+            arm = out.parent.parent.name
+            (out / "model.safetensors").write_bytes((weights or {}).get(arm, b"rl weights"))
         else:
             (out / "eval").mkdir(exist_ok=True)
             samples = [{"correct": [True], "answers": ["1"]}]
             (out / "eval" / "eval.json").write_text(json.dumps({"metrics": {"acc_t1": 1.0}, "samples": samples}))
         return 1.0
 
-    monkeypatch.setattr(reproduce, "_run", fake_run)
+    return fake_run
+
+
+def test_run_records_commands_machine_and_data_and_resumes(reproduce, tmp_path, monkeypatch):
+    """A fake pipeline (no model): the protocol's budget reaches the training command, checkpoints are on, the result
+    file names the commit, commands, machine and test split, and a second run skips what exists."""
+    calls = []
+    monkeypatch.setattr(reproduce, "_run", fake_pipeline(calls))
     monkeypatch.setattr(reproduce, "results_dir", lambda: tmp_path / "results")
     monkeypatch.setitem(reproduce.RUN, "steps", 60)
     monkeypatch.setitem(reproduce.RUN, "prompts", {"*": 4})
@@ -334,24 +342,7 @@ def test_a_missing_start_model_is_retrained_and_checked_against_the_evaluated_on
     to those its results evaluated, and records the start model's digest in its own results."""
     calls = []
     weights = {"warmup_fb": b"warm-up weights"}
-
-    def fake_run(command, log):
-        calls.append(command)
-        out = Path(command[command.index("--output_dir") + 1])
-        out.mkdir(parents=True, exist_ok=True)
-        if command[3] == "revision-data":
-            (out / "sft.jsonl").write_text("{}\n")
-        elif command[3] == "train":
-            (out / "config.json").write_text("{}")
-            arm = out.parent.parent.name
-            (out / "model.safetensors").write_bytes(weights.get(arm, b"rl weights"))
-        else:
-            (out / "eval").mkdir(exist_ok=True)
-            samples = [{"correct": [True], "answers": ["1"]}]
-            (out / "eval" / "eval.json").write_text(json.dumps({"metrics": {"acc_t1": 1.0}, "samples": samples}))
-        return 1.0
-
-    monkeypatch.setattr(reproduce, "_run", fake_run)
+    monkeypatch.setattr(reproduce, "_run", fake_pipeline(calls, weights))
     monkeypatch.setattr(reproduce, "results_dir", lambda: tmp_path / "results")
     monkeypatch.setitem(reproduce.RUN, "num_threads", 2)
     monkeypatch.setattr(reproduce, "LEVELS", ["3", "4"])
