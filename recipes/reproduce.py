@@ -301,6 +301,7 @@ def run_arm(out: Path, arm: str, seed: int, need_model: bool = False) -> None:
         if (Path(trained) / "log_history.jsonl").is_file():  # the learning curve, kept with the results
             shutil.copyfile(Path(trained) / "log_history.jsonl", result_dir / TRAIN_LOG)
     eval_recipe = recipe or "recipes/demo/grpo.yaml"
+    trained_digest = model_digest(Path(trained)) if recipe is not None else None  # once, not once per mode
     for mode, flags in MODES.items():
         result_path = result_dir / f"result_{mode}.json"
         if result_path.is_file():
@@ -324,7 +325,7 @@ def run_arm(out: Path, arm: str, seed: int, need_model: bool = False) -> None:
             "train_seconds": round(train_seconds, 1),
             "eval_seconds": round(eval_seconds, 1),
             "train_log": _train_summary(Path(trained)) if recipe is not None else None,
-            "model_sha256": model_digest(Path(trained)) if recipe is not None else None,
+            "model_sha256": trained_digest,
             "start_model_sha256": start_digest,
             "command": " ".join(command),
             "train_command": shlex.join(train_command) if train_command else None,

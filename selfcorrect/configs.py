@@ -331,15 +331,15 @@ def recipe_parser(dataclass_types: tuple[type, ...], **kwargs: Any):
             owners = _field_owners(dtype)
             declaring = [cls for cls in dtype.__mro__ if cls in owners.values()]  # most derived first
             declaring.sort(key=lambda cls: not cls.__module__.startswith("selfcorrect"))  # TRL's last (stable sort)
+            titles = {cls: _help_group_title(cls, dtype) for cls in declaring}  # once a class, not once a field
             groups: dict[str, Any] = {}
             for cls in declaring:  # the order `--help` prints the groups in
-                title = _help_group_title(cls, dtype)
-                if title not in groups:
-                    groups[title] = self.add_argument_group(title)
+                if titles[cls] not in groups:
+                    groups[titles[cls]] = self.add_argument_group(titles[cls])
             for f in dataclasses.fields(dtype):
                 if f.init:
                     f.type = hints[f.name]  # as HfArgumentParser does before it adds a field
-                    self._parse_dataclass_field(groups[_help_group_title(owners[f.name], dtype)], f)
+                    self._parse_dataclass_field(groups[titles[owners[f.name]]], f)
 
     return RecipeParser(dataclass_types, **kwargs)
 
