@@ -91,9 +91,10 @@ WARMUP_TRAIN = ["--max_steps", "24", "--per_device_train_batch_size", "8", "--le
 SCORE_TRAIN = ["--max_steps", "16", "--score_stage", "1", "--stage1_steps", "6", "--per_device_train_batch_size", "8",
                "--num_generations", "8", "--learning_rate", "1e-5", "--max_attempt_length", "64",
                "--max_completion_length", "224"]  # fmt: skip
-# SCoRe's ablation (Kumar et al. 2024, "naive multi-turn RL"): stage II only, no shaping bonus (alpha = 0).
-NAIVE_TRAIN = ["--max_steps", "16", "--score_stage", "2", "--alpha", "0.0", "--per_device_train_batch_size", "8",
-               "--num_generations", "8", "--learning_rate", "1e-5", "--max_attempt_length", "64",
+# SCoRe's ablation (Kumar et al. 2024, "naive multi-turn RL"): stage II only, no shaping bonus (alpha = 0). Stage I of
+# 0 steps: score.yaml's `stage1_steps` goes with `score_stage: 1` (a recipe asking for stage 2 with it is refused).
+NAIVE_TRAIN = ["--max_steps", "16", "--score_stage", "1", "--stage1_steps", "0", "--alpha", "0.0",
+               "--per_device_train_batch_size", "8", "--num_generations", "8", "--learning_rate", "1e-5", "--max_attempt_length", "64",
                "--max_completion_length", "224"]  # fmt: skip
 GRPO_TRAIN = ["--max_steps", "32", "--per_device_train_batch_size", "8", "--num_generations", "8",
               "--learning_rate", "1e-5", "--max_completion_length", "64"]  # fmt: skip
@@ -205,7 +206,7 @@ def budget_overrides(arm: str, steps: int | None = None, prompts: int | None = N
         return flags
     if steps:
         _set_flag(flags, "--max_steps", str(steps))
-        if "--stage1_steps" in flags:
+        if "--stage1_steps" in flags and int(flags[flags.index("--stage1_steps") + 1]) > 0:  # naive: stays 0
             _set_flag(flags, "--stage1_steps", str(steps // 3))
     if prompts:
         if "--num_generations" in flags:

@@ -257,7 +257,7 @@ def test_budget_overrides_set_steps_and_prompts_of_rl_arms(reproduce):
     flags = reproduce.budget_overrides("warmup+score", steps=60, prompts=4)
     assert flags[flags.index("--stage1_steps") + 1] == "20" and flags[flags.index("--max_steps") + 1] == "60"
     naive = reproduce.budget_overrides("warmup+naive", steps=60, prompts=4)
-    assert "--stage1_steps" not in naive and naive[naive.index("--score_stage") + 1] == "2"
+    assert naive[naive.index("--stage1_steps") + 1] == "0"  # stage II from the first step, whatever the budget
     assert (
         naive[naive.index("--alpha") + 1] == "0.0" and naive[naive.index("--per_device_train_batch_size") + 1] == "32"
     )
@@ -266,6 +266,27 @@ def test_budget_overrides_set_steps_and_prompts_of_rl_arms(reproduce):
     assert reproduce.budget_overrides("warmup_fb", steps=60, prompts=4) == reproduce.WARMUP_TRAIN  # SFT: its own
     assert reproduce.budget_overrides("grpo") == reproduce.GRPO_TRAIN
     assert reproduce.paired_by_seed("warmup_fb+grpo", "warmup_fb+ufo")  # the same seed's warm-up under both
+
+
+@pytest.mark.parametrize("arm", ["warmup_fb", "warmup_fb+grpo", "warmup_fb+ufo", "warmup_fb+critique_grpo",
+                                 "warmup", "warmup+naive", "warmup+score", "psr", "nsr", "w_reinforce"])  # fmt: skip
+def test_every_protocol_arm_builds_its_training_config(reproduce, arm, tmp_path):
+    """The training command of each arm of recipes/PROTOCOL.md, at the protocol's budget, is a config the recipe
+    parser accepts (a refused one would stop the matrix hours in); SCoRe's ablation runs stage II only, with alpha 0."""
+    from selfcorrect.configs import parse_recipe
+
+    recipe, _, data_key, _ = reproduce.ARMS[arm]
+    data = tmp_path / "sft.jsonl"
+    data.write_text(json.dumps({"prompt": "1+1?", "completion": "2"}) + "\n")
+    argv = ["--config", recipe, *reproduce.COMMON, *reproduce.budget_overrides(arm, 60, 8 if arm.endswith("grpo") else 4),
+            *(["--dataset_name", str(data)] if data_key else []), "--precision", "fp32", "--arithmetic_levels", "3", "4",
+            "--model_name_or_path", "embedded", "--seed", "0", "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    *_, training_args = parse_recipe(argv)
+    assert training_args.max_steps == (24 if data_key else 60)
+    if arm == "warmup+naive":
+        assert training_args.alpha == 0.0 and training_args.stage1_steps == 0 and training_args.score_stage == 1
+    if arm == "warmup+score":
+        assert training_args.stage1_steps == 20 and training_args.alpha == 10.0
 
 
 def fake_pipeline(calls: list, weights: dict[str, bytes] | None = None):
