@@ -133,7 +133,12 @@ def parse_methods(text: str | None) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Recipes: one per arm, identical except for the method's own fields.
-VERDICT_CREDIT_METHODS = ("ufo", "nsr")  # credit from verdicts only (`credit_reads_rewards()` is False)
+def verdict_credit(method: str) -> bool:
+    """Is `method`'s credit made of the verifier's verdicts only (registered with `verdict_credit=True`: its trainer's
+    `credit_reads_rewards()` is False)? The TRL arms are not registered methods."""
+    from .trainers import METHODS
+
+    return method in METHODS and METHODS[method].verdict_credit
 
 
 def feedback_turn_tokens(model: str) -> int:
@@ -163,7 +168,7 @@ def recipe_values(method: str, opts: argparse.Namespace, output_dir: Path, preci
         arithmetic_eval_size=1,
         # UFO's return and NSR's +-lambda / -1 are made of the judge's verdicts: they accept only `accuracy` (the
         # verdict itself, no extra math-verify call), which every arm computes anyway.
-        reward_funcs=["accuracy"] if method in VERDICT_CREDIT_METHODS else list(opts.reward_funcs),
+        reward_funcs=["accuracy"] if verdict_credit(method) else list(opts.reward_funcs),
         output_dir=str(output_dir),
         use_cpu=not cuda,
         bf16=precision == "bf16",  # autocast; the weights keep `dtype`

@@ -1,60 +1,23 @@
-"""Trainer families, one file each, and the one registry that maps a recipe's `method` to them.
+"""Trainer families, one file each; each file registers its own methods (`register_method(name, trainer, config)`,
+one line under the classes it defines) in `METHODS`, the registry that maps a recipe's `method` to them
+(`selfcorrect.trainers.registry`, the bottom of this package: it imports no trainer).
 
-`register_method(name, trainer, config)` adds a method (one line, in the file that defines it); a recipe names it as
-`method: name`, or as `method: package.module:name` for a method defined outside selfcorrect (the module is imported,
-and registers itself, when the recipe is parsed). `METHODS[name]` holds the trainer class, its config class, and for
-offline methods the dataset columns they train on besides the prompt. `METHODS` is a `selfcorrect.registry.Registry`,
-the style every recipe-named choice shares (feedback providers, critics, advantage modes, reward functions).
+Importing this package imports every family, so every shipped method is registered; a method defined outside
+selfcorrect is named `method: package.module:name` and registers itself when the recipe is parsed.
 """
 
+# ruff: noqa: I001  (the imports below keep registration order)
 from __future__ import annotations
 
-from typing import NamedTuple
-
-from trl import SFTConfig, SFTTrainer
-
-from ..registry import Registry
-from .base import METHOD_CONFIGS, MultiAttemptConfig, MultiAttemptGRPOTrainer
-from .critique import CritiqueGRPOConfig, CritiqueGRPOTrainer
+# Import order is registration order (`METHODS` lists them so): grpo (and TRL's sft), multi_attempt, then the rest.
 from .grpo import GRPOConfig, GRPOTrainer
-from .nsr import NegativeSampleConfig, NegativeSampleTrainer
-from .redi import REDIConfig, REDITrainer
-from .rise import RISEConfig, RISETrainer
+from .base import MultiAttemptConfig, MultiAttemptGRPOTrainer
 from .score import SCoReConfig, SCoReTrainer, UFOConfig, UFOTrainer
-
-
-class Method(NamedTuple):
-    trainer: type
-    config: type
-    offline_columns: tuple[str, ...] | None = None  # offline methods: trace columns instead of reward functions
-
-
-METHODS: Registry[Method] = Registry("method", "method")
-
-
-def register_method(name: str, trainer: type, config: type, offline_columns: tuple[str, ...] | None = None) -> Method:
-    """Make `method: name` build `trainer(args=config(...))`; re-registering a name with other classes is an error."""
-    method = METHODS.register(name, Method(trainer, config, offline_columns))
-    if isinstance(trainer, type) and issubclass(trainer, MultiAttemptGRPOTrainer):
-        METHOD_CONFIGS[trainer] = config  # `trainer(args=None)` builds this config's defaults
-    return method
-
-
-def get_method(name: str) -> Method:
-    """The registered method `name` (`package.module:name` imports the module first); ValueError names the
-    registered methods otherwise."""
-    return METHODS.lookup(name)
-
-
-register_method("grpo", GRPOTrainer, GRPOConfig)
-register_method("multi_attempt", MultiAttemptGRPOTrainer, MultiAttemptConfig)
-register_method("score", SCoReTrainer, SCoReConfig)
-register_method("ufo", UFOTrainer, UFOConfig)
-register_method("nsr", NegativeSampleTrainer, NegativeSampleConfig)
-register_method("critique_grpo", CritiqueGRPOTrainer, CritiqueGRPOConfig)
-register_method("rise", RISETrainer, RISEConfig)
-register_method("redi", REDITrainer, REDIConfig, offline_columns=("chosen", "rejected"))
-register_method("sft", SFTTrainer, SFTConfig, offline_columns=("completion",))  # TRL's, unchanged: REDI stage 1
+from .nsr import NegativeSampleConfig, NegativeSampleTrainer
+from .critique import CritiqueGRPOConfig, CritiqueGRPOTrainer
+from .rise import RISEConfig, RISETrainer
+from .redi import REDIConfig, REDITrainer
+from .registry import METHODS, Method, get_method, register_method
 
 __all__ = [
     "METHODS",

@@ -82,6 +82,7 @@ from ..guards import UnscoredBatches
 from ..metrics import carry_forward, self_correction_metrics
 from ..precision import AutocastGeneration
 from .grpo import GRPOConfig
+from .registry import METHOD_CONFIGS, register_method
 from .self_verification import SelfVerification, check_verification_fields, logps_call_options
 
 logger = logging.getLogger("selfcorrect")
@@ -199,11 +200,6 @@ class MultiAttemptConfig(GRPOConfig, CriticConfig):
                 f"`positive_advantage_scale` must be positive (R3L: 3); got {self.positive_advantage_scale}."
             )
         check_verification_fields(self)
-
-
-# trainer class -> its registered method's config (`register_method` fills it; read by `_default_config_class`, so
-# that this module need not import the registry, which imports it)
-METHOD_CONFIGS: dict[type, type[MultiAttemptConfig]] = {}
 
 
 class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer):
@@ -776,3 +772,6 @@ EPISODE_KEYS = (
 def episode_fields(episodes: list[Episode]) -> dict[str, list]:
     """Per-episode bookkeeping as per-sample lists: TRL copies them into the batch rows and reward-function kwargs."""
     return {key: [getattr(ep, key) for ep in episodes] for key in EPISODE_KEYS}
+
+
+register_method("multi_attempt", MultiAttemptGRPOTrainer, MultiAttemptConfig)

@@ -45,6 +45,7 @@ from ..episodes import attempt_verdict
 from ..feedback import check_template, fill_template
 from ..rewards import extract_boxed, question_text
 from .base import MultiAttemptConfig, MultiAttemptGRPOTrainer
+from .registry import register_method
 
 logger = logging.getLogger("selfcorrect")
 
@@ -307,3 +308,6 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
         if totals[1] > 0:
             self._metrics[mode]["selfcorrect/shaping_weight_mean"].append((totals[0] / totals[1]).item())
         return loss + shaping_term
+
+
+register_method("critique_grpo", CritiqueGRPOTrainer, CritiqueGRPOConfig)

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig as TRLGRPOConfig
 from trl import GRPOTrainer as TRLGRPOTrainer
+from trl import SFTConfig, SFTTrainer
 
 from ..guards import RewardBatchGuard
 from ..precision import AutocastGeneration
+from .registry import register_method
 
 
 @dataclass
@@ -45,3 +47,7 @@ class GRPOTrainer(AutocastGeneration, RewardBatchGuard, TRLGRPOTrainer):
 
 
 __all__ = ["GRPOConfig", "GRPOTrainer"]
+
+
+register_method("grpo", GRPOTrainer, GRPOConfig)
+register_method("sft", SFTTrainer, SFTConfig, offline_columns=("completion",))  # TRL's, unchanged: REDI stage 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .base import MultiAttemptConfig, MultiAttemptGRPOTrainer
+from .registry import register_method
 
 
 @dataclass
@@ -36,3 +37,6 @@ class NegativeSampleTrainer(MultiAttemptGRPOTrainer):
     """PSR / NSR / W-REINFORCE / OREAL on TRL's GRPO: see the module docstring for how it differs from GRPO."""
 
     _tag_names = ["trl", "grpo", "selfcorrect", "negative-sample"]
+
+
+register_method("nsr", NegativeSampleTrainer, NegativeSampleConfig, verdict_credit=True)

@@ -45,6 +45,7 @@ import torch
 from trl import DPOConfig, DPOTrainer
 
 from ..algos import length_normalized_logps, redi_loss
+from .registry import register_method
 
 
 @dataclass
@@ -138,3 +139,6 @@ class REDITrainer(DPOTrainer):
         if return_outputs:
             return loss, outputs
         return loss
+
+
+register_method("redi", REDITrainer, REDIConfig, offline_columns=("chosen", "rejected"))

@@ -26,6 +26,7 @@ import logging
 from dataclasses import dataclass, field
 
 from .base import MultiAttemptConfig, MultiAttemptGRPOTrainer
+from .registry import register_method
 
 logger = logging.getLogger(__name__)
 
@@ -63,3 +64,6 @@ class RISETrainer(MultiAttemptGRPOTrainer):
                 "(now %s). The verification targets use that rubric whatever the reward functions are.",
                 ", ".join(self.reward_func_names),
             )
+
+
+register_method("rise", RISETrainer, RISEConfig)

@@ -33,6 +33,7 @@ from typing import ClassVar
 
 from ..algos import ATTEMPT_SCALINGS, group_normalize, score_advantages, score_kl_coefficients, ufo_returns
 from .base import MultiAttemptConfig, MultiAttemptGRPOTrainer
+from .registry import register_method
 
 
 @dataclass
@@ -174,3 +175,7 @@ class UFOTrainer(MultiAttemptGRPOTrainer):
 
     def credit_reads_rewards(self) -> bool:
         return False  # the return is made of verdicts and answers; reward functions only feed the logs
+
+
+register_method("score", SCoReTrainer, SCoReConfig)
+register_method("ufo", UFOTrainer, UFOConfig, verdict_credit=True)
