@@ -100,8 +100,9 @@ def available_methods() -> list[str]:
     """`trl`, then our online methods: `grpo` and every registered method (`selfcorrect.trainers.METHODS`) without
     offline columns. Offline trainers (REDI, SFT on fixed traces) generate nothing: no GRPO step to compare with.
     """
-    from .trainers import METHODS
+    from .trainers import METHODS, import_families
 
+    import_families()  # a method file added to selfcorrect/trainers/ shows up without a line elsewhere
     ours = [
         name
         for name, method in METHODS.items()

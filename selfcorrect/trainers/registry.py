@@ -11,6 +11,8 @@ modes, reward functions).
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import NamedTuple
 
 from ..registry import Registry
@@ -45,7 +47,18 @@ def register_method(
     return method
 
 
+def import_families() -> None:
+    """Import every module of `selfcorrect.trainers` (each registers the methods it defines): a method file added to
+    the folder is found without a line elsewhere. Modules already imported are not run again."""
+    package = importlib.import_module(__package__)
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{__package__}.{module.name}")
+
+
 def get_method(name: str) -> Method:
-    """The registered method `name` (`package.module:name` imports the module first); ValueError names the
-    registered methods otherwise."""
+    """The registered method `name` (`package.module:name` imports the module first; a bare name none of the
+    imported families registered imports the package's other modules first); ValueError names the registered
+    methods otherwise."""
+    if isinstance(name, str) and ":" not in name and name not in METHODS:
+        import_families()
     return METHODS.lookup(name)

@@ -460,18 +460,22 @@ def test_judge_threshold_judges_rows_without_gold_by_their_reward(tmp_path, tiny
 # --- the README's "Adding a method", as written ------------------------------------------------------------------------
 
 
-def test_readme_adding_a_method(tmp_path, tiny_model_dir, monkeypatch):
-    """The README's example file, verbatim: registers `fix_bonus`, a recipe names it as `module:name`, it trains, and
-    its credit is the hand-computed one."""
+def _readme_method_file() -> str:
+    """The README's "Adding a method" file, verbatim."""
     import re
-
-    from selfcorrect.train import main as train_main
-    from selfcorrect.trainers import METHODS
 
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("<!-- adding-a-method:") :]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    (tmp_path / "my_methods.py").write_text(code)
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_adding_a_method(tmp_path, tiny_model_dir, monkeypatch):
+    """The README's example file, verbatim: registers `fix_bonus`, a recipe names it as `module:name`, it trains, and
+    its credit is the hand-computed one."""
+    from selfcorrect.train import main as train_main
+    from selfcorrect.trainers import METHODS
+
+    (tmp_path / "my_methods.py").write_text(_readme_method_file())
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(METHODS, "fix_bonus", raising=False)
     recipe = write_recipe(
@@ -486,6 +490,62 @@ def test_readme_adding_a_method(tmp_path, tiny_model_dir, monkeypatch):
     expected = torch.stack([REWARDS[:, 0] - 0.5, shaped_last - shaped_last.mean()], dim=1)
     torch.testing.assert_close(credit, expected)
     monkeypatch.delitem(METHODS, "fix_bonus")
+
+
+def test_a_method_added_to_the_package_is_one_file(tmp_path, tiny_model_dir, monkeypatch):
+    """The README's example as a method of the package: one file among the trainers (a folder added to
+    `selfcorrect.trainers`' path stands for selfcorrect/trainers/), one recipe naming it `method: fix_bonus`, and this
+    test. No other file names it: the recipe's lookup finds the file, and it registers itself."""
+    import sys
+
+    import selfcorrect.trainers as trainers
+    from selfcorrect.train import main as train_main
+    from selfcorrect.trainers import METHODS
+    from selfcorrect.trainers.registry import METHOD_CONFIGS
+
+    folder = tmp_path / "trainers"
+    folder.mkdir()
+    (folder / "fix_bonus.py").write_text(_readme_method_file())
+    monkeypatch.setattr(trainers, "__path__", [*trainers.__path__, str(folder)])
+    assert "fix_bonus" not in METHODS
+    recipe = write_recipe(tmp_path / "run", tiny_model_dir, method="fix_bonus", fix_bonus=2.0, **MULTI)
+    try:
+        trainer = train_main(["--config", str(recipe)])
+        assert type(trainer).__module__ == "selfcorrect.trainers.fix_bonus" and trainer.state.global_step == 2
+        assert METHODS["fix_bonus"].trainer is type(trainer)
+    finally:
+        module = sys.modules.pop("selfcorrect.trainers.fix_bonus", None)
+        if module is not None:
+            METHOD_CONFIGS.pop(module.FixBonusTrainer, None)
+        METHODS.pop("fix_bonus", None)
+
+
+# Methods whose credit composes through their own tests rather than rows of TABLE (`offline` methods have no credit).
+OWN_COMPOSITION_TESTS = {
+    "ufo": "test_ufo_return_composes_with_the_mode",
+    "critique_grpo": "test_critique_grpo_credit_composes",
+}
+
+
+def test_composition_table_covers_every_registered_multi_attempt_method():
+    """TABLE is checked against the registry: every shipped multi-attempt method has a row (or its own composition
+    test, named in OWN_COMPOSITION_TESTS), and each row builds the trainer its `method` registers."""
+    from selfcorrect.trainers import METHODS, import_families
+
+    import_families()
+    shipped = {
+        name
+        for name, method in METHODS.items()
+        if method.trainer.__module__.startswith("selfcorrect.") and issubclass(method.trainer, MultiAttemptGRPOTrainer)
+    }
+    rows = {fields["method"] for _, fields, _ in TABLE.values()}
+    assert all(name in globals() for name in OWN_COMPOSITION_TESTS.values())
+    assert shipped == rows | set(OWN_COMPOSITION_TESTS), (
+        f"registered multi-attempt methods without a composition row: {sorted(shipped - rows - set(OWN_COMPOSITION_TESTS))}; "
+        f"rows or tests naming no registered method: {sorted((rows | set(OWN_COMPOSITION_TESTS)) - shipped)}"
+    )
+    for row, (cls, fields, _) in TABLE.items():
+        assert METHODS[fields["method"]].trainer is cls, row
 
 
 def test_unknown_method_module_is_a_clear_recipe_error(tmp_path, tiny_model_dir):

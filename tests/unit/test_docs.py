@@ -63,8 +63,9 @@ def _readme_methods_table() -> list[str]:
 
 
 def test_readme_methods_table_lists_exactly_the_registered_methods():
-    from selfcorrect.trainers import METHODS
+    from selfcorrect.trainers import METHODS, import_families
 
+    import_families()  # every method file of selfcorrect/trainers/, each registering its own
     # the package's own methods (a test may register one of its own, e.g. the README's "Adding a method" example)
     shipped = {name for name, m in METHODS.items() if m.trainer.__module__.split(".")[0] in ("selfcorrect", "trl")}
     listed = _readme_methods_table()
