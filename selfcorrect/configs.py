@@ -26,14 +26,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from .data.formatting import DEFAULT_ANSWER_FORMAT, DEFAULT_SYSTEM_PROMPT, SOLUTION_FORMATS
+from .errors import RecipeError
 from .precision import resolve_precision
 
 if TYPE_CHECKING:  # TRL's configs import torch: loaded where a recipe is parsed, so `--help` answers without it
     from trl import GRPOConfig, ModelConfig
-
-
-class RecipeError(ValueError):
-    """A recipe (YAML file or command-line override) is invalid; the message names the field and the fix."""
 
 
 TEXT_GOLD_POLICIES = ("match", "drop", "error")  # what the loader does with text gold answers (`text_gold`)

@@ -1,33 +1,36 @@
-"""How a command reports the errors a user can fix: one line on stderr and an exit code, not a traceback.
+"""The errors a user can fix, and the ones that stop a run: the bottom layer, importing nothing from selfcorrect.
 
-Imported by `selfcorrect.cli` and by the `__main__` blocks of `selfcorrect.train` / `selfcorrect.evaluate`, and
-importing none of them (no import cycle).
+Each is raised where it arises (and importable from there too: `selfcorrect.configs.RecipeError`, ...); the command
+layer (`selfcorrect.cli.run_reporting_errors`) maps them to one line on stderr and an exit code: 2 for a bad recipe,
+data set, model or run folder, 1 for a run stopped by a guard.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
+
+class RecipeError(ValueError):
+    """A recipe (YAML file or command-line override) is invalid; the message names the field and the fix."""
 
 
-def run_reporting_errors(run: Callable[[list[str]], object], argv: list[str]) -> int:
-    """Run one command's `main(argv)`: a bad recipe, data or model (exit 2) or a run stopped by a guard (exit 1) is
-    one line on stderr, not a traceback. Shared by `selfcorrect ...` and `python -m selfcorrect.train / .evaluate`."""
-    from .configs import RecipeError
-    from .data import DataError
-    from .guards import NonFiniteTrainingError
-    from .launch_utils import destroy_process_group
-    from .models import ModelLoadError
-    from .plots import PlotError
-    from .rewards import RewardFunctionError
+class DataError(ValueError):
+    """A dataset cannot be used as the recipe describes; the message names the dataset, split or column."""
 
-    try:
-        run(argv)
-    except (RecipeError, DataError, ModelLoadError, PlotError) as exc:
-        print(f"selfcorrect: error: {exc}", file=sys.stderr)
-        return 2
-    except (RewardFunctionError, NonFiniteTrainingError) as exc:  # mid-run: the last checkpoint is kept
-        print(f"selfcorrect: training stopped: {exc}", file=sys.stderr)
-        return 1
-    destroy_process_group()  # under `accelerate launch`: a clean exit, not a SIGABRT at interpreter teardown
-    return 0
+
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer could not be found or loaded; the message says what to do."""
+
+
+class PlotError(ValueError):
+    """A run folder without anything to plot."""
+
+
+class RewardFunctionError(RuntimeError):
+    """A reward function raised, or returned something other than one score per completion."""
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Too many optimizer steps in a row had non-finite gradients or loss."""
+
+
+USER_ERRORS = (RecipeError, DataError, ModelLoadError, PlotError)  # exit 2: fix the input and run again
+STOPPED_RUN_ERRORS = (RewardFunctionError, NonFiniteTrainingError)  # exit 1: mid-run; the last checkpoint is kept

@@ -35,13 +35,9 @@ import torch
 from transformers import TrainerCallback
 
 from .collective import any_rank
-from .rewards import RewardFunctionError
+from .errors import NonFiniteTrainingError, RewardFunctionError
 
 logger = logging.getLogger(__name__)
-
-
-class NonFiniteTrainingError(RuntimeError):
-    """Too many optimizer steps in a row had non-finite gradients or loss."""
 
 
 class NonFiniteGradientGuard(TrainerCallback):

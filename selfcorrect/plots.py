@@ -28,14 +28,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .errors import PlotError
+
 logger = logging.getLogger(__name__)
 
 LOG_HISTORY_FILE = "log_history.jsonl"
 LEARNING_CURVES_FILE = "learning_curves.png"
-
-
-class PlotError(ValueError):
-    """A run folder without anything to plot."""
 
 
 def _pyplot():

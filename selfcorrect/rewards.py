@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .answers import answers_match, classify, extract_boxed, normalize_text, parse_gold, surface_kind
+from .errors import RewardFunctionError
 from .registry import Registry
 
 __all__ = [
@@ -65,10 +66,6 @@ VERIFY_WORKER_RESTARTS = 0
 _STATS_LOCK = threading.Lock()
 _WORKER_LOCK = threading.Lock()  # one request at a time: the time bound then measures our own request only
 _GOLD_KIND: dict[str, tuple[str | None, str]] = {}  # gold string -> (kind, normalized text of a text gold)
-
-
-class RewardFunctionError(RuntimeError):
-    """A reward function raised, or returned something other than one score per completion."""
 
 
 # --- text helpers ------------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..answers import GOLD_KINDS
+from ..errors import DataError
 from .formatting import build_prompt
 
 if TYPE_CHECKING:
@@ -35,10 +36,6 @@ BUNDLED_PREFIX = "bundled:"
 _FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 LONG_TEXT_GOLD_WORDS = 5  # longer text golds are reported: an exact string match of prose almost never happens
 _BUNDLED_SPLITS = {"train": "train", "test": "test", "eval": "test", "validation": "test"}
-
-
-class DataError(ValueError):
-    """A dataset cannot be used as the recipe describes; the message names the dataset, split or column."""
 
 
 def _bundled_split(data_args: DataArgs, split: str) -> Dataset:

@@ -92,7 +92,7 @@ def test_a_command_that_succeeds_ends_its_process_group_and_one_that_fails_keeps
     # A rank exiting with gloo's process group alive aborted (SIGABRT) in 8 of 30 launches on this machine.
     import torch.distributed as dist
 
-    from selfcorrect.errors import run_reporting_errors
+    from selfcorrect.cli import run_reporting_errors
 
     def init(name: str):  # a fresh store file per group
         dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / name), 1), rank=0, world_size=1)
