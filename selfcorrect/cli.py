@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     elif command == "eval":
         from .evaluate import main as run
     elif command == "redi-data":
-        from .data.redi import main as run
+        from .redi_data import main as run
     elif command == "revision-data":
-        from .data.revision import main as run
+        from .revision_data import main as run
     elif command == "plot":
         from .plots import main as run
     else:

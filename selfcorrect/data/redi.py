@@ -6,8 +6,9 @@
     selfcorrect redi-data --traces teacher_traces.jsonl --output_dir outputs/redi-teacher-data
 
 `build_redi_data` works on any dataset of traces with columns `prompt`, `completion`, `solution` (one row per trace;
-e.g. a teacher's samples, or the policy's own). The command samples those traces from the recipe's model on the
-recipe's training problems (or reads them from `--traces`) and writes, under `--output_dir`:
+e.g. a teacher's samples, or the policy's own); it runs no model. The command (`selfcorrect.redi_data`) samples those
+traces from the recipe's model on the recipe's training problems (or reads them from `--traces`) and writes, under
+`--output_dir`:
 - `sft.jsonl`: one row per distinct correct trace (`prompt`, `completion`, `solution`) for stage 1 (`method: sft`);
 - `pairs.jsonl`: (`prompt`, `chosen`, `rejected`, `solution`) for stage 2 (`method: redi`, `dataset_name: .../pairs.jsonl`);
 - `counts.json`: what was kept and dropped, and why.
@@ -18,14 +19,12 @@ parse are dropped. Each prompt gives up to `max_pairs_per_prompt` pairs, and no 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections import OrderedDict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .loading import DataError
+from ..errors import DataError
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -141,136 +140,3 @@ def build_redi_data(
 
 def _assistant(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
-
-
-def write_jsonl(rows: list[dict], path: Path) -> None:
-    with path.open("w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-
-
-def sample_traces(
-    model,
-    tokenizer,
-    dataset,
-    samples: int,
-    max_new_tokens: int,
-    temperature: float,
-    top_p: float,
-    batch_size: int,
-    chat_template_kwargs: dict | None = None,
-) -> list[dict[str, Any]]:
-    """`samples` sampled completions per problem of `dataset` (columns `prompt`, `solution`), one row per trace.
-
-    Prompts are rendered and attempts ended as in training and evaluation (`ChatTurns.for_model`): a trace is
-    `truncated` when it does not end in one of the model's EOS ids."""
-    from ..episodes import ChatTurns, HFGenerate
-
-    rows = [dict(row) for row in dataset]
-    turns = ChatTurns.for_model(tokenizer, model, chat_template_kwargs)
-    contexts = [turns.prompt_ids(row["prompt"]) for row in rows for _ in range(samples)]
-    model.eval()
-    generate = HFGenerate(model, tokenizer, temperature=temperature, top_p=top_p, batch_size=batch_size)
-    outputs: list[list[int]] = []
-    for start in range(0, len(contexts), batch_size):
-        outputs += generate(contexts[start : start + batch_size], max_new_tokens, 0)[0]
-        logger.info("sampled %d / %d traces", len(outputs), len(contexts))
-    return [
-        {
-            "prompt": rows[i // samples]["prompt"],
-            "completion": tokenizer.decode(ids, skip_special_tokens=True),
-            "solution": rows[i // samples]["solution"],
-            "truncated": not turns.ends_attempt(ids),
-        }
-        for i, ids in enumerate(outputs)
-    ]
-
-
-USAGE = (
-    "selfcorrect redi-data --config RECIPE.yaml --output_dir DIR [--redi_samples 8] [--field value ...]\n"
-    "       selfcorrect redi-data --traces TRACES.jsonl --output_dir DIR"
-)
-
-
-def main(argv: list[str] | None = None) -> dict[str, int]:
-    """`selfcorrect redi-data`: sample traces from the recipe's model on its training problems, write the REDI data."""
-    from transformers import set_seed
-
-    from ..configs import RecipeError, parse_recipe
-    from ..models import load_model, load_tokenizer
-    from ..precision import autocast_context
-    from .loading import load_datasets
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="selfcorrect redi-data", usage=USAGE, allow_abbrev=False)
-    parser.add_argument("--output_dir", required=True, help="Folder for sft.jsonl, pairs.jsonl and counts.json.")
-    parser.add_argument(
-        "--traces", default=None, help="A .jsonl of existing traces (prompt, completion, solution): no sampling."
-    )
-    parser.add_argument("--redi_samples", type=int, default=8, help="Sampled traces per problem.")
-    parser.add_argument(
-        "--redi_max_new_tokens", type=int, default=None, help="Token cap (default eval_max_new_tokens)."
-    )
-    parser.add_argument("--redi_temperature", type=float, default=1.0, help="Sampling temperature (> 0).")
-    parser.add_argument("--redi_top_p", type=float, default=1.0, help="Nucleus sampling threshold.")
-    parser.add_argument(
-        "--redi_max_pairs_per_prompt", type=int, default=1, help="Pairs per problem (no trace reused)."
-    )
-    try:
-        options, rest = parser.parse_known_args(argv)
-    except SystemExit as exc:
-        if exc.code == 0:  # --help printed the options
-            raise
-        raise RecipeError(f"redi-data: invalid arguments; usage: {USAGE}") from exc
-    for name in ("redi_samples", "redi_max_pairs_per_prompt"):
-        if getattr(options, name) < 1:
-            raise RecipeError(f"`--{name}` must be at least 1; got {getattr(options, name)}.")
-    if options.redi_temperature <= 0:
-        raise RecipeError(f"`--redi_temperature` must be > 0 (traces are sampled); got {options.redi_temperature}.")
-    out_dir = Path(options.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if options.traces:  # a teacher's (or any earlier) traces: label and pair them, no model needed
-        path = Path(options.traces)
-        if not path.is_file() or path.stat().st_size == 0:
-            raise DataError(f"`--traces`: {path} does not exist or is empty.")
-        traces = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    else:
-        model_args, data_args, script_args, training_args = parse_recipe(rest)
-        max_new_tokens = options.redi_max_new_tokens or script_args.eval_max_new_tokens
-        problems, _ = load_datasets(data_args, train=True, test=False)
-        set_seed(training_args.seed)
-        tokenizer = load_tokenizer(model_args.model_name_or_path)
-        model = load_model(model_args)
-        logger.info(
-            "sampling %d traces for each of %d problems (<= %d tokens)",
-            options.redi_samples,
-            len(problems),
-            max_new_tokens,
-        )
-        with autocast_context(script_args.precision):  # bf16 recipes sample in bf16 (fp32 weights)
-            traces = sample_traces(
-                model,
-                tokenizer,
-                problems,
-                options.redi_samples,
-                max_new_tokens,
-                options.redi_temperature,
-                options.redi_top_p,
-                script_args.eval_batch_size,
-                script_args.eval_chat_template_kwargs,
-            )
-        write_jsonl(traces, out_dir / "traces.jsonl")
-    sft_rows, pair_rows, counts = build_redi_data(traces, options.redi_max_pairs_per_prompt)
-    write_jsonl(sft_rows, out_dir / "sft.jsonl")
-    write_jsonl(pair_rows, out_dir / "pairs.jsonl")
-    (out_dir / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
-    print(json.dumps(counts, indent=2))
-    if not pair_rows:
-        raise DataError(
-            f"no REDI pairs: no problem has both a correct and an incorrect trace ({counts['prompts_without_correct']} "
-            f"of {counts['prompts']} problems have no correct trace, {counts['prompts_without_incorrect']} no incorrect "
-            f"one; see {out_dir / 'counts.json'}). Sample more (`--redi_samples`), change `--redi_temperature`, or use "
-            "easier problems."
-        )
-    print(f"wrote {out_dir / 'sft.jsonl'} ({len(sft_rows)} rows), {out_dir / 'pairs.jsonl'} ({len(pair_rows)} pairs)")
-    return counts

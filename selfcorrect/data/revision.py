@@ -1,9 +1,7 @@
 """Revision warm-up data: a wrong first answer, the feedback turn, then the correct revision (SFT before multi-attempt RL).
 
-    selfcorrect revision-data --config recipes/demo/score.yaml --source gold --output_dir outputs/demo-revision-data
-
-    selfcorrect revision-data --config recipes/demo/score.yaml --source both --revision_samples 4 \\
-        --revision_temperature 0.7 --revision_max_new_tokens 64 --max_train_samples 64 --output_dir DIR
+Data preparation only: no model runs here. The command `selfcorrect revision-data` (`selfcorrect.revision_data`)
+samples the model's own answers when asked and writes these rows.
 
 Learning-from-mistakes, CoCoS's warm-up and SCoRe's stage-I motivation agree on the recipe: show a small model a wrong
 first answer followed by the right revision, mixed with right first answers that are kept, and train it only on the
@@ -41,20 +39,17 @@ Files under `--output_dir`: `sft.jsonl` (the rows), `counts.json`, and with self
 
 from __future__ import annotations
 
-import argparse
 import ast
-import json
 import logging
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
-from .loading import DataError
-from .redi import prompt_key, sample_traces, write_jsonl
+from ..errors import DataError
+from .redi import prompt_key
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +275,7 @@ def _kind_balanced(mistakes: list[Mistake], rng: random.Random) -> list[Mistake]
 # --- rows ------------------------------------------------------------------------------------------------------------
 
 
-def _provider(feedback: Any, template: str | None = None):
+def feedback_provider(feedback: Any, template: str | None = None):
     from ..feedback import FeedbackProvider, FeedbackTemplateError, get_feedback_provider
 
     if isinstance(feedback, FeedbackProvider):
@@ -361,7 +356,7 @@ def build_revision_rows(
     use_gold, use_self = source in ("gold", "both"), source in ("self", "both")
     if use_self and traces is None:
         raise DataError(f"`--source {source}` needs sampled traces (the recipe's model samples them).")
-    provider = _provider(feedback, feedback_template)
+    provider = feedback_provider(feedback, feedback_template)
     problems = [dict(p) for p in problems]
     for column in ("prompt", "solution"):
         if problems and column not in problems[0]:
@@ -526,124 +521,3 @@ def no_rows_reason(counts: dict[str, Any]) -> str:
         return "there are no problems"
     reasons = ", ".join(f"{k}: {v}" for k, v in counts["skipped"].items()) or "none recorded"
     return f"no problem of {counts['problems']} gave a wrong first attempt (problems skipped, by reason: {reasons})"
-
-
-# --- the command -----------------------------------------------------------------------------------------------------
-
-USAGE = (
-    "selfcorrect revision-data --config RECIPE.yaml --output_dir DIR [--source gold|self|both] "
-    "[--feedback NAME] [--keep_right_fraction 0.5] [--max_rows_per_problem 1] [--revision_samples 4 ...] "
-    "[--field value ...]"
-)
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """`selfcorrect revision-data`: revision rows for the recipe's training problems, written under `--output_dir`."""
-    from ..configs import RecipeError, parse_recipe
-    from ..feedback import FEEDBACK
-    from .loading import load_datasets
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="selfcorrect revision-data", usage=USAGE, allow_abbrev=False)
-    parser.add_argument("--output_dir", required=True, help="Folder for sft.jsonl, counts.json (and traces.jsonl).")
-    parser.add_argument("--source", default="gold", help="Wrong first answers: gold (derived), self (sampled), both.")
-    parser.add_argument("--feedback", default=None, help="Feedback provider (default: the recipe's).")
-    parser.add_argument("--feedback_template", default=None, help="Its template (default: the recipe's).")
-    parser.add_argument(
-        "--keep_right_fraction", type=float, default=0.5, help="Kept-right rows per wrong-first row (1.0: as many)."
-    )
-    parser.add_argument("--max_rows_per_problem", type=int, default=1, help="Wrong-first rows per problem and source.")
-    parser.add_argument("--revision_samples", type=int, default=4, help="Sampled answers per problem (self source).")
-    parser.add_argument("--revision_temperature", type=float, default=1.0, help="Sampling temperature (> 0).")
-    parser.add_argument("--revision_top_p", type=float, default=1.0, help="Nucleus sampling threshold.")
-    parser.add_argument(
-        "--revision_max_new_tokens", type=int, default=None, help="Token cap (default eval_max_new_tokens)."
-    )
-    parser.add_argument("--seed", type=int, default=None, help="Seed of the draws (default: the recipe's seed).")
-    try:
-        options, rest = parser.parse_known_args(argv)
-    except SystemExit as exc:
-        if exc.code == 0:  # --help printed the options
-            raise
-        raise RecipeError(f"revision-data: invalid arguments; usage: {USAGE}") from exc
-    if options.source not in SOURCES:
-        raise RecipeError(f"`--source` must be one of {', '.join(SOURCES)}; got {options.source!r}.")
-    use_self = options.source in ("self", "both")
-    for name in ("revision_samples", "max_rows_per_problem"):
-        if getattr(options, name) < 1:
-            raise RecipeError(f"`--{name}` must be at least 1; got {getattr(options, name)}.")
-    if not options.keep_right_fraction >= 0:
-        raise RecipeError(f"`--keep_right_fraction` must be >= 0; got {options.keep_right_fraction}.")
-    if use_self and options.revision_temperature <= 0:
-        raise RecipeError(
-            f"`--revision_temperature` must be > 0 (`--source {options.source}` samples answers); got "
-            f"{options.revision_temperature}."
-        )
-    if options.revision_max_new_tokens is not None and options.revision_max_new_tokens < 1:
-        raise RecipeError(f"`--revision_max_new_tokens` must be at least 1; got {options.revision_max_new_tokens}.")
-    model_args, data_args, script_args, training_args = parse_recipe(rest)
-    feedback = options.feedback or getattr(training_args, "feedback", None) or script_args.eval_feedback
-    try:
-        FEEDBACK.lookup(feedback)
-    except ValueError as exc:
-        raise RecipeError(str(exc)) from None  # names the field (`feedback`) and the registered providers
-    template = options.feedback_template
-    if template is None and options.feedback is None:
-        template = getattr(training_args, "feedback_template", None)
-    seed = training_args.seed if options.seed is None else options.seed
-    try:
-        provider = _provider(feedback, template)
-    except DataError as exc:
-        raise RecipeError(str(exc)) from exc
-    problems, _ = load_datasets(data_args, train=True, test=False)
-    out_dir = Path(options.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    traces = None
-    if use_self:
-        from transformers import set_seed
-
-        from ..models import load_model, load_tokenizer
-        from ..precision import autocast_context
-
-        max_new_tokens = options.revision_max_new_tokens or script_args.eval_max_new_tokens
-        set_seed(seed)
-        tokenizer = load_tokenizer(model_args.model_name_or_path)
-        model = load_model(model_args)
-        logger.info(
-            "sampling %d answers for each of %d problems (<= %d tokens)",
-            options.revision_samples,
-            len(problems),
-            max_new_tokens,
-        )
-        with autocast_context(script_args.precision):  # bf16 recipes sample in bf16 (fp32 weights)
-            traces = sample_traces(
-                model,
-                tokenizer,
-                problems,
-                options.revision_samples,
-                max_new_tokens,
-                options.revision_temperature,
-                options.revision_top_p,
-                script_args.eval_batch_size,
-                script_args.eval_chat_template_kwargs,
-            )
-        write_jsonl(traces, out_dir / "traces.jsonl")
-    rows, counts = build_revision_rows(
-        problems,
-        provider,
-        source=options.source,
-        traces=traces,
-        keep_right_fraction=options.keep_right_fraction,
-        max_rows_per_problem=options.max_rows_per_problem,
-        seed=seed,
-    )
-    write_jsonl(rows, out_dir / "sft.jsonl")
-    (out_dir / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
-    print(json.dumps(counts, indent=2))
-    if not rows:
-        hint = (
-            " Sample more (`--revision_samples`), raise `--revision_temperature`, or use `--source both`." * use_self
-        )
-        raise DataError(f"no revision rows: {no_rows_reason(counts)}; see {out_dir / 'counts.json'}.{hint}")
-    print(f"wrote {out_dir / 'sft.jsonl'} ({len(rows)} rows)")
-    return counts

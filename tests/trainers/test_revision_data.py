@@ -10,7 +10,8 @@ import pytest
 
 from selfcorrect.configs import RecipeError
 from selfcorrect.data import DataError
-from selfcorrect.data.revision import build_revision_rows, correct_solution, gold_mistakes, main
+from selfcorrect.data.revision import build_revision_rows, correct_solution, gold_mistakes
+from selfcorrect.revision_data import main
 from selfcorrect.rewards import extract_boxed, verify_answer
 from tests.helpers import dump_recipe, unchanged_parameters
 
