@@ -13,12 +13,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ModelLoadError
+from .network import hub_is_reachable as _hub_is_reachable  # module-level: tests replace it here
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -88,26 +88,6 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def host_resolves(host: str, timeout: float = 3.0) -> bool:
-    """Whether `host` resolves (a DNS lookup, no request): a cheap test for a network route before a slow client."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
-    try:
-        socket.getaddrinfo(host, 443)
-        return True
-    except OSError:
-        return False
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
-def _hub_is_reachable(host: str = "huggingface.co") -> bool:
-    """Checked before any hub download: without it, transformers retries for ~25 s before failing."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") in ("1", "true", "True"):
-        return False
-    return host_resolves(host)
 
 
 def resolve_model_path(name_or_path: str | None, field: str = "model_name_or_path") -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .models import host_resolves
+from .network import host_resolves
 
 logger = logging.getLogger(__name__)
 

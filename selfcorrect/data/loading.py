@@ -28,7 +28,7 @@ from .formatting import build_prompt
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from ..configs import DataArgs
+    from .args import DataArgs
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +75,9 @@ def _raw_splits(data_args: DataArgs):
         return _load_local(path, lambda: load_dataset(str(path)))
     if name.startswith((".", "/", "~")):
         raise DataError(f"`dataset_name`: the local path {name} does not exist.")
-    from ..models import _hub_is_reachable
+    from ..network import hub_is_reachable
 
-    if not _hub_is_reachable():
+    if not hub_is_reachable():
         raise DataError(
             f"`dataset_name`: '{name}' is not a local file or folder and the Hugging Face hub cannot be reached "
             "from this machine. Use `bundled:arithmetic`, or a local .jsonl/.parquet copy of the dataset."
