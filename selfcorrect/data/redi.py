@@ -20,7 +20,6 @@ parse are dropped. Each prompt gives up to `max_pairs_per_prompt` pairs, and no 
 from __future__ import annotations
 
 import json
-import logging
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +27,6 @@ from ..errors import DataError
 
 if TYPE_CHECKING:
     from datasets import Dataset
-
-logger = logging.getLogger(__name__)
 
 TRACE_COLUMNS = ("prompt", "completion", "solution")
 

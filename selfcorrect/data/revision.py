@@ -40,7 +40,6 @@ Files under `--output_dir`: `sft.jsonl` (the rows), `counts.json`, and with self
 from __future__ import annotations
 
 import ast
-import logging
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -50,8 +49,6 @@ from typing import Any
 
 from ..errors import DataError
 from .redi import prompt_key
-
-logger = logging.getLogger(__name__)
 
 SOURCES = ("gold", "self", "both")
 KINDS = ("gold_wrong", "self_wrong", "kept_right")
@@ -338,15 +335,99 @@ def build_revision_rows(
     `expression`); see the module docstring for what a row means.
 
     `source`: `gold` (mistakes derived from the gold answer), `self` (wrong answers among `traces`: rows with `prompt`,
-    `completion`, `solution`, optionally `truncated`, as `sample_traces` writes; matched to problems by prompt) or
-    `both`. Each problem gives at most `max_rows_per_problem` wrong-first rows per source (distinct wrong answers,
-    drawn with `seed`). Then `round(keep_right_fraction * wrong-first rows)` `kept_right` rows are drawn with `seed`:
-    one right answer from each problem that has one (in a random order), then a second, ...; a problem's right answers
-    are its distinct own correct samples, then the gold-derived solution, at most `max_rows_per_problem` per source.
-    The same arguments give the same rows. Problems whose gold answer does not parse are skipped.
-    """
-    from ..rewards import check_gold_answers, completion_text, extract_boxed, verify_answer
+    `completion`, `solution`, optionally `truncated`, as `selfcorrect.trace_sampling.sample_traces` writes; matched to
+    problems by prompt) or `both`. Each problem gives at most `max_rows_per_problem` wrong-first rows per source
+    (distinct wrong answers, drawn with `seed`). Then `round(keep_right_fraction * wrong-first rows)` `kept_right` rows
+    are drawn with `seed`: one right answer from each problem that has one (in a random order), then a second, ...; a
+    problem's right answers are its distinct own correct samples, then the gold-derived solution, at most
+    `max_rows_per_problem` per source. The same arguments give the same rows. Problems whose gold answer does not parse
+    are skipped.
 
+    In order: check the arguments; per problem, the self-sampled wrong-first rows (`_self_wrong_rows`), then the
+    gold-derived ones (`_gold_wrong_rows`), and its right answers; then the kept-right draw over all problems
+    (`_kept_right_draw`); last, the rows in problem order and their counts.
+    """
+    from ..rewards import check_gold_answers
+
+    use_gold, use_self = _check_arguments(source, traces, keep_right_fraction, max_rows_per_problem)
+    provider = feedback_provider(feedback, feedback_template)
+    problems = [dict(p) for p in problems]
+    _check_columns(problems)
+    counts = _new_counts(problems, source, provider)
+    skipped: Counter[str] = Counter()
+    mistake_kinds: Counter[str] = Counter()
+    bad_gold = set(check_gold_answers([p["solution"] for p in problems]))
+    counts["unparseable_golds"] = len(bad_gold)
+    skipped["unparseable_gold"] = len(bad_gold)
+    by_prompt = _traces_by_prompt(traces, problems, counts) if use_self else {}
+
+    wrong_rows: dict[int, list[dict[str, Any]]] = {}
+    right_texts: dict[int, list[str]] = {}  # problem index -> right first attempts: own samples, then gold-derived
+    for index, problem in enumerate(problems):
+        if index in bad_gold:
+            continue
+        gold = str(problem["solution"]).strip()
+        rng = random.Random(f"selfcorrect-revision-{seed}-{prompt_key(problem['prompt'])}")
+        expression = problem.get(EXPRESSION_COLUMN)
+        counts["problems_with_expression"] += expression_matches(parse_expression(expression), gold)
+        gold_solution = correct_solution(gold, expression)
+        gold_ok = _judge(gold, gold_solution) is True
+        rows: list[dict[str, Any]] = []
+        own_correct: list[str] = []
+        if use_self:
+            self_rows, own_correct = _self_wrong_rows(
+                problem,
+                by_prompt.get(prompt_key(problem["prompt"]), []),
+                gold_solution if gold_ok else None,
+                provider,
+                max_rows_per_problem,
+                rng,
+                counts["traces"],
+                skipped,
+            )
+            rows += self_rows
+        if use_gold:
+            rows += _gold_wrong_rows(
+                problem,
+                expression,
+                gold_solution,
+                gold_ok,
+                provider,
+                max_rows_per_problem,
+                rng,
+                skipped,
+                mistake_kinds,
+            )
+        rng.shuffle(own_correct)
+        right = own_correct + ([gold_solution] if use_gold and gold_ok else [])
+        if right:
+            right_texts[index] = right[: max_rows_per_problem * (use_gold + use_self)]
+        if rows:
+            wrong_rows[index] = rows
+
+    requested = int(keep_right_fraction * sum(len(r) for r in wrong_rows.values()) + 0.5)
+    counts["kept_right_requested"] = requested
+    keep, short = _kept_right_draw(right_texts, requested, seed)
+    if short:
+        skipped["kept_right_short"] = short
+    out: list[dict[str, Any]] = []
+    for index, problem in enumerate(problems):
+        rows = list(wrong_rows.get(index, []))
+        for text in keep.get(index, []):
+            row = revision_row(problem, text, True, text, provider, "kept_right", "")
+            problem_turns = 1 if isinstance(problem["prompt"], str) else len(problem["prompt"])
+            counts["single_turn_kept_right"] += len(row["prompt"]) == problem_turns  # the feedback ended the episode
+            rows.append(row)
+        counts["problems_with_rows"] += bool(rows)
+        out += rows
+    _finish_counts(counts, out, mistake_kinds, skipped, use_self)
+    return out, counts
+
+
+def _check_arguments(
+    source: str, traces: Sequence[dict[str, Any]] | None, keep_right_fraction: float, max_rows_per_problem: int
+) -> tuple[bool, bool]:
+    """(use gold-derived mistakes, use sampled answers), after checking the arguments."""
     if source not in SOURCES:
         raise DataError(f"`--source` must be one of {', '.join(SOURCES)}; got {source!r}.")
     if max_rows_per_problem < 1:
@@ -356,8 +437,10 @@ def build_revision_rows(
     use_gold, use_self = source in ("gold", "both"), source in ("self", "both")
     if use_self and traces is None:
         raise DataError(f"`--source {source}` needs sampled traces (the recipe's model samples them).")
-    provider = feedback_provider(feedback, feedback_template)
-    problems = [dict(p) for p in problems]
+    return use_gold, use_self
+
+
+def _check_columns(problems: list[dict[str, Any]]) -> None:
     for column in ("prompt", "solution"):
         if problems and column not in problems[0]:
             raise DataError(
@@ -365,7 +448,9 @@ def build_revision_rows(
                 f"{', '.join(problems[0])}). Map the gold answer with `solution_column`."
             )
 
-    counts: dict[str, Any] = {
+
+def _new_counts(problems: list[dict[str, Any]], source: str, provider) -> dict[str, Any]:
+    return {
         "problems": len(problems),
         "source": source,
         "feedback": getattr(provider, "name", type(provider).__name__),
@@ -379,140 +464,154 @@ def build_revision_rows(
         "unparseable_golds": 0,
         "skipped": {},
     }
-    skipped: Counter[str] = Counter()
-    mistake_kinds: Counter[str] = Counter()
 
-    def judge(gold: str, text: str) -> bool | None:
-        return verify_answer(gold, extract_boxed(text) or "")
 
-    bad_gold = set(check_gold_answers([p["solution"] for p in problems]))
-    counts["unparseable_golds"] = len(bad_gold)
-    skipped["unparseable_gold"] = len(bad_gold)
+def _judge(gold: str, text: str) -> bool | None:
+    """The verifier's verdict on `text`'s boxed answer (None: it could not judge)."""
+    from ..rewards import extract_boxed, verify_answer
 
+    return verify_answer(gold, extract_boxed(text) or "")
+
+
+def _traces_by_prompt(
+    traces: Sequence[dict[str, Any]], problems: list[dict[str, Any]], counts: dict[str, Any]
+) -> dict[str, list[dict[str, Any]]]:
+    """The traces grouped by problem prompt; starts `counts["traces"]` (traces, and those matching no problem)."""
+    trace_counts = Counter(dict.fromkeys(TRACE_COUNTS, 0))
     by_prompt: dict[str, list[dict[str, Any]]] = {}
-    if use_self:
-        tc = Counter(dict.fromkeys(TRACE_COUNTS, 0))
-        for trace in traces:
-            by_prompt.setdefault(prompt_key(trace["prompt"]), []).append(trace)
-        known = {prompt_key(p["prompt"]) for p in problems}
-        tc["traces"] = len(traces)
-        tc["unmatched_traces"] = sum(len(v) for k, v in by_prompt.items() if k not in known)
-        counts["traces"] = tc
+    for trace in traces:
+        by_prompt.setdefault(prompt_key(trace["prompt"]), []).append(trace)
+    known = {prompt_key(p["prompt"]) for p in problems}
+    trace_counts["traces"] = len(traces)
+    trace_counts["unmatched_traces"] = sum(len(v) for k, v in by_prompt.items() if k not in known)
+    counts["traces"] = trace_counts
+    return by_prompt
 
-    wrong_rows: dict[int, list[dict[str, Any]]] = {}
-    right_texts: dict[int, list[str]] = {}  # problem index -> right first attempts: own samples, then gold-derived
-    for index, problem in enumerate(problems):
-        if index in bad_gold:
+
+def _self_wrong_rows(
+    problem: dict[str, Any],
+    traces: list[dict[str, Any]],
+    gold_solution: str | None,
+    provider,
+    max_rows: int,
+    rng: random.Random,
+    trace_counts: Counter[str],
+    skipped: Counter[str],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """(`self_wrong` rows, the problem's distinct own correct answers) from its sampled `traces`: up to `max_rows` of
+    its distinct wrong answers (drawn with `rng`), each revised by one of its own correct answers, else by
+    `gold_solution` (None: the gold-derived solution is not judged right)."""
+    from ..rewards import completion_text, extract_boxed
+
+    gold = str(problem["solution"]).strip()
+    own_correct: list[str] = []
+    own_wrong: list[str] = []
+    seen: set[str] = set()
+    for trace in traces:
+        text = completion_text(trace["completion"])
+        if not text.strip():
+            trace_counts["empty_traces"] += 1
             continue
-        gold = str(problem["solution"]).strip()
-        rng = random.Random(f"selfcorrect-revision-{seed}-{prompt_key(problem['prompt'])}")
-        expression = problem.get(EXPRESSION_COLUMN)
-        counts["problems_with_expression"] += expression_matches(parse_expression(expression), gold)
-        gold_solution = correct_solution(gold, expression)
-        gold_ok = judge(gold, gold_solution) is True
-        rows: list[dict[str, Any]] = []
-        own_correct: list[str] = []
-        if use_self:
-            own_wrong: list[str] = []
-            seen: set[str] = set()
-            tc = counts["traces"]
-            for trace in by_prompt.get(prompt_key(problem["prompt"]), []):
-                text = completion_text(trace["completion"])
-                if not text.strip():
-                    tc["empty_traces"] += 1
-                    continue
-                if text in seen:
-                    tc["duplicate_traces"] += 1
-                    continue
-                seen.add(text)
-                if trace.get("truncated"):
-                    tc["truncated_traces"] += 1  # cut off by the cap: neither a first attempt nor a revision
-                    continue
-                verdict = judge(gold, text)
-                if verdict is None:
-                    tc["unjudged_traces"] += 1
-                    continue
-                (own_correct if verdict else own_wrong).append(text)
-                tc["correct_traces" if verdict else "wrong_traces"] += 1
-            tc["wrong_traces_without_answer"] += sum(extract_boxed(t) is None for t in own_wrong)
-            rng.shuffle(own_wrong)
-            for n, text in enumerate(own_wrong[:max_rows_per_problem]):
-                if own_correct:
-                    revision, origin = own_correct[n % len(own_correct)], "own"
-                elif gold_ok:
-                    revision, origin = gold_solution, "gold"
-                else:
-                    tc["wrong_traces_without_revision"] += 1
-                    continue
-                row = revision_row(problem, text, False, revision, provider, "self_wrong", "sampled")
-                if row is None:
-                    skipped["feedback_ended_episode"] += 1
-                    continue
-                tc[f"revisions_{origin}"] += 1
-                rows.append(row)
-            if not own_wrong:
-                skipped["self_no_wrong_sample"] += 1
-        if use_gold:
-            candidates = _kind_balanced(gold_mistakes(gold, expression) if gold_ok else [], rng)
-            made = 0
-            for mistake in candidates:
-                if made == max_rows_per_problem:
-                    break
-                if judge(gold, mistake.text) is not False:  # never pass off a right (or unjudged) answer as wrong
-                    skipped["mistakes_not_judged_wrong"] += 1
-                    continue
-                row = revision_row(problem, mistake.text, False, gold_solution, provider, "gold_wrong", mistake.kind)
-                if row is None:
-                    skipped["feedback_ended_episode"] += 1
-                    continue
-                mistake_kinds[mistake.kind] += 1
-                rows.append(row)
-                made += 1
-            if _number(gold) is None:
-                skipped["gold_not_a_number"] += 1  # no mistake can be derived from e.g. \frac{1}{2} or x + 1
-            elif not gold_ok:
-                skipped["gold_solution_not_judged_right"] += 1
-            elif not made:
-                skipped["gold_no_wrong_answer"] += 1
-        rng.shuffle(own_correct)
-        right = own_correct + ([gold_solution] if use_gold and gold_ok else [])
-        if right:
-            right_texts[index] = right[: max_rows_per_problem * (use_gold + use_self)]
-        if rows:
-            wrong_rows[index] = rows
+        if text in seen:
+            trace_counts["duplicate_traces"] += 1
+            continue
+        seen.add(text)
+        if trace.get("truncated"):
+            trace_counts["truncated_traces"] += 1  # cut off by the cap: neither a first attempt nor a revision
+            continue
+        verdict = _judge(gold, text)
+        if verdict is None:
+            trace_counts["unjudged_traces"] += 1
+            continue
+        (own_correct if verdict else own_wrong).append(text)
+        trace_counts["correct_traces" if verdict else "wrong_traces"] += 1
+    trace_counts["wrong_traces_without_answer"] += sum(extract_boxed(t) is None for t in own_wrong)
+    rng.shuffle(own_wrong)
+    rows: list[dict[str, Any]] = []
+    for n, text in enumerate(own_wrong[:max_rows]):
+        if own_correct:
+            revision, origin = own_correct[n % len(own_correct)], "own"
+        elif gold_solution is not None:
+            revision, origin = gold_solution, "gold"
+        else:
+            trace_counts["wrong_traces_without_revision"] += 1
+            continue
+        row = revision_row(problem, text, False, revision, provider, "self_wrong", "sampled")
+        if row is None:
+            skipped["feedback_ended_episode"] += 1
+            continue
+        trace_counts[f"revisions_{origin}"] += 1
+        rows.append(row)
+    if not own_wrong:
+        skipped["self_no_wrong_sample"] += 1
+    return rows, own_correct
 
-    n_wrong = sum(len(r) for r in wrong_rows.values())
-    requested = int(keep_right_fraction * n_wrong + 0.5)
-    counts["kept_right_requested"] = requested
+
+def _gold_wrong_rows(
+    problem: dict[str, Any],
+    expression: Any,
+    gold_solution: str,
+    gold_ok: bool,
+    provider,
+    max_rows: int,
+    rng: random.Random,
+    skipped: Counter[str],
+    mistake_kinds: Counter[str],
+) -> list[dict[str, Any]]:
+    """Up to `max_rows` `gold_wrong` rows: mistakes derived from the gold answer (kinds balanced, drawn with `rng`),
+    each judged wrong, revised by `gold_solution` (none unless `gold_ok`: the solution is judged right)."""
+    gold = str(problem["solution"]).strip()
+    rows: list[dict[str, Any]] = []
+    for mistake in _kind_balanced(gold_mistakes(gold, expression) if gold_ok else [], rng):
+        if len(rows) == max_rows:
+            break
+        if _judge(gold, mistake.text) is not False:  # never pass off a right (or unjudged) answer as wrong
+            skipped["mistakes_not_judged_wrong"] += 1
+            continue
+        row = revision_row(problem, mistake.text, False, gold_solution, provider, "gold_wrong", mistake.kind)
+        if row is None:
+            skipped["feedback_ended_episode"] += 1
+            continue
+        mistake_kinds[mistake.kind] += 1
+        rows.append(row)
+    if _number(gold) is None:
+        skipped["gold_not_a_number"] += 1  # no mistake can be derived from e.g. \frac{1}{2} or x + 1
+    elif not gold_ok:
+        skipped["gold_solution_not_judged_right"] += 1
+    elif not rows:
+        skipped["gold_no_wrong_answer"] += 1
+    return rows
+
+
+def _kept_right_draw(right_texts: dict[int, list[str]], requested: int, seed: int) -> tuple[dict[int, list[str]], int]:
+    """(problem index -> its kept right answers, how many of `requested` there were not enough answers for): one right
+    answer from each problem in a random order (drawn with `seed`), then a second one from each, ..."""
     order = sorted(right_texts)
     random.Random(f"selfcorrect-revision-keep-{seed}").shuffle(order)
-    # one right answer from each problem in a random order, then a second one from each, ...
     longest = max((len(texts) for texts in right_texts.values()), default=0)
     picks = [(i, right_texts[i][r]) for r in range(longest) for i in order if r < len(right_texts[i])]
     keep: dict[int, list[str]] = {}
     for index, text in picks[:requested]:
         keep.setdefault(index, []).append(text)
-    if requested > len(picks):
-        skipped["kept_right_short"] = requested - len(picks)
-    out: list[dict[str, Any]] = []
-    for index, problem in enumerate(problems):
-        rows = list(wrong_rows.get(index, []))
-        for text in keep.get(index, []):
-            row = revision_row(problem, text, True, text, provider, "kept_right", "")
-            problem_turns = 1 if isinstance(problem["prompt"], str) else len(problem["prompt"])
-            counts["single_turn_kept_right"] += len(row["prompt"]) == problem_turns  # the feedback ended the episode
-            rows.append(row)
-        counts["problems_with_rows"] += bool(rows)
-        out += rows
-    for row in out:
+    return keep, max(requested - len(picks), 0)
+
+
+def _finish_counts(
+    counts: dict[str, Any],
+    rows: list[dict[str, Any]],
+    mistake_kinds: Counter[str],
+    skipped: Counter[str],
+    use_self: bool,
+) -> None:
+    """The counts of the final `rows`, by kind and by wrong answer; the skipped reasons that occurred."""
+    for row in rows:
         counts["rows_by_kind"][row["kind"]] += 1
-    counts["rows"] = len(out)
+    counts["rows"] = len(rows)
     counts["wrong_answer_kinds"] = dict(sorted(mistake_kinds.items()))
     if use_self:
         counts["wrong_answer_kinds"]["sampled"] = counts["rows_by_kind"]["self_wrong"]
         counts["traces"] = {k: counts["traces"][k] for k in TRACE_COUNTS}
     counts["skipped"] = {k: v for k, v in sorted(skipped.items()) if v}
-    return out, counts
 
 
 def no_rows_reason(counts: dict[str, Any]) -> str:
