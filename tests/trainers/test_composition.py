@@ -338,6 +338,28 @@ def test_credit_reads_rewards_override_is_honoured(tmp_path, tiny_model_dir):
         build_trainer(recipe, VerdictOnly)
 
 
+def test_registered_verdict_credit_is_what_the_trainer_says(tmp_path, tiny_model_dir):
+    """`verdict_credit=True` at registration (what the benchmark reads to give a method `accuracy` only) holds exactly
+    for the shipped multi-attempt methods whose trainer's `credit_reads_rewards()` is False under its config's
+    defaults."""
+    from selfcorrect.trainers import METHODS, import_families
+
+    import_families()
+    extra = {"rise": dict(verification_max_length=8, verification_solutions=2)}
+    checked = []
+    for name, method in METHODS.items():
+        shipped = method.trainer.__module__.startswith("selfcorrect.")
+        if not (shipped and issubclass(method.trainer, MultiAttemptGRPOTrainer)):
+            continue
+        recipe = write_recipe(
+            tmp_path / name, tiny_model_dir, method=name, reward_funcs=["accuracy"], **MULTI, **extra.get(name, {})
+        )
+        trainer = build_trainer(recipe, method.trainer)
+        assert method.verdict_credit == (not trainer.credit_reads_rewards()), name
+        checked.append(name)
+    assert {"ufo", "nsr", "score"} <= set(checked)
+
+
 # --- the verdict, once -----------------------------------------------------------------------------------------------
 
 
