@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 
-from .errors import STOPPED_RUN_ERRORS, USER_ERRORS
+from .exit_codes import run_reporting_errors
 
 USAGE = """usage: selfcorrect {train,eval} --config RECIPE.yaml [--field value ...]
        selfcorrect redi-data (--config RECIPE.yaml | --traces TRACES.jsonl) --output_dir DIR [...]
@@ -67,24 +66,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"selfcorrect: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
         return 2
     return run_reporting_errors(run, rest)
-
-
-def run_reporting_errors(run: Callable[[list[str]], object], argv: list[str]) -> int:
-    """Run one command's `main(argv)`: a bad recipe, data or model (exit 2) or a run stopped by a guard (exit 1) is
-    one line on stderr, not a traceback (the errors: `selfcorrect.errors`). Shared by `selfcorrect ...` and
-    `python -m selfcorrect.train / .evaluate`."""
-    try:
-        run(argv)
-    except USER_ERRORS as exc:
-        print(f"selfcorrect: error: {exc}", file=sys.stderr)
-        return 2
-    except STOPPED_RUN_ERRORS as exc:  # mid-run: the last checkpoint is kept
-        print(f"selfcorrect: training stopped: {exc}", file=sys.stderr)
-        return 1
-    from .launch_utils import destroy_process_group
-
-    destroy_process_group()  # under `accelerate launch`: a clean exit, not a SIGABRT at interpreter teardown
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The errors a user can fix, and the ones that stop a run: the bottom layer, importing nothing from selfcorrect.
 
 Each is raised where it arises (and importable from there too: `selfcorrect.configs.RecipeError`, ...); the command
-layer (`selfcorrect.cli.run_reporting_errors`) maps them to one line on stderr and an exit code: 2 for a bad recipe,
+layer (`selfcorrect.exit_codes.run_reporting_errors`) maps them to one line on stderr and an exit code: 2 for a bad recipe,
 data set, model or run folder, 1 for a run stopped by a guard.
 """
 

@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 if __name__ == "__main__":
     import sys
 
-    from .cli import run_reporting_errors
+    from .exit_codes import run_reporting_errors
     from .launch_utils import prepare_command
 
     prepare_command(sys.argv[1:])  # CPU threads, OMP_WAIT_POLICY and third-party noise

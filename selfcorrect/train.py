@@ -194,7 +194,7 @@ if __name__ == "__main__":
         print(recipe_help("train"))  # fast: no torch
         sys.exit(0)
     sys.argv[1:] = ["--help" if arg == "--help-all" else arg for arg in sys.argv[1:]]
-    from .cli import run_reporting_errors
+    from .exit_codes import run_reporting_errors
     from .launch_utils import prepare_command
 
     prepare_command(sys.argv[1:])  # CPU threads, OMP_WAIT_POLICY and third-party noise, before torch loads

@@ -10,7 +10,7 @@ The layers, bottom to top; a module imports modules of its own layer or of layer
    it runs no model (it imports neither `models` nor `episodes`);
 4. trainers: `trainers/` (its `registry` is its bottom: it imports no trainer);
 5. recipe: `configs`, `launch_utils`, `tracking`;
-6. commands: `train`, `evaluate`, `callbacks`, `redi_data`, `revision_data`, `trace_sampling`, `bench`, `cli`
+6. commands: `train`, `evaluate`, `callbacks`, `redi_data`, `revision_data`, `trace_sampling`, `bench`, `exit_codes`, `cli`
    (`cli` maps the error types to exit codes; no module imports it).
 
 And no module imports a module that imports it back, directly or through others (no cycle).
@@ -47,7 +47,17 @@ LAYERS = {
     "data": {"data"},
     "trainers": {"trainers"},
     "recipe": {"configs", "launch_utils", "tracking"},
-    "commands": {"train", "evaluate", "callbacks", "redi_data", "revision_data", "trace_sampling", "bench", "cli"},
+    "commands": {
+        "train",
+        "evaluate",
+        "callbacks",
+        "redi_data",
+        "revision_data",
+        "trace_sampling",
+        "bench",
+        "exit_codes",
+        "cli",
+    },
 }
 RANK = {layer: rank for rank, layer in enumerate(LAYERS)}
 
