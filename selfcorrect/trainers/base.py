@@ -1,23 +1,34 @@
 """Multi-attempt GRPO: episodes of K attempts with feedback turns, per-attempt rewards, per-token advantages.
 
-`MultiAttemptGRPOTrainer` is TRL's `GRPOTrainer` with three changes, each through TRL's own seams:
+`MultiAttemptGRPOTrainer` is TRL's `GRPOTrainer` with its rollout, scoring, advantages and loss changed through TRL's
+own seams. One generation batch, in order (`_generate_and_score_completions` holds the story):
 
-1. Rollout (`rollout_func`): each prompt of a group becomes an episode (see `selfcorrect.episodes`); every attempt is
-   one batched call of TRL's `_generate_single_turn`, so HF generation, vLLM (colocate/server) and ZeRO-3 weight
-   gathering work as in TRL. Feedback tokens are environment tokens: `env_mask` = 0 takes them out of the loss.
-2. Scoring (`_calculate_rewards`): the recipe's reward functions score each attempt from its own text (TRL's
-   `completions` is the whole episode, feedback included), with the judge's verdict from the rollout passed as
-   `judged_correct` (so `accuracy` reuses it: math-verify runs once per attempt). Each attempt goes through TRL's own
-   `_calculate_rewards`, so every reward function TRL takes works: callables, async callables, reward models by id,
-   path or instance (they read the prompt followed by that attempt, formatted as TRL formats it) with
-   `reward_processing_classes`; names are TRL's `reward_func_names`, and what a function logs through `log_extra` /
-   `log_metric` is named per attempt. Rewards are gathered across ranks before any group statistic. A custom
-   `rollout_func`, `tools` and `environment_factory` are refused: the episode engine replaces TRL's rollout.
-3. Credit (`assign_credit`, one step, top to bottom): (N, K) attempt rewards -> method credit (`attempt_advantages`)
-   -> advantage mode (`advantage_mode`: PSR / NSR / W-REINFORCE weight the credit's positive and negative parts,
-   `selfcorrect.algos.sign_weighted_advantages`) -> R3L positive amplification -> (N, K) attempt advantages. Then
-   `_generate_and_score_completions` spreads them over this rank's tokens ((B, T): attempt k's tokens carry attempt
-   k's advantage) with optional per-attempt KL coefficients as (B, T) `kl_weights` for `_compute_loss`.
+1. rows -> episodes (`_rollout_episodes`, TRL's `rollout_func`): each prompt of a group becomes an episode (see
+   `selfcorrect.episodes`); every attempt is one batched call of TRL's `_generate_single_turn`, so HF generation, vLLM
+   (colocate/server) and ZeRO-3 weight gathering work as in TRL. Feedback tokens are environment tokens: `env_mask` =
+   0 takes them out of the loss. A custom `rollout_func`, `tools` and `environment_factory` are refused: the episode
+   engine replaces TRL's rollout.
+2. episodes -> per-attempt rewards (`_calculate_rewards`, TRL's scoring hook): the recipe's reward functions score
+   each attempt from its own text (TRL's `completions` is the whole episode, feedback included), with the judge's
+   verdict from the rollout passed as `judged_correct` (so `accuracy` reuses it: math-verify runs once per attempt).
+   Each attempt goes through TRL's own `_calculate_rewards`, so every reward function TRL takes works: callables,
+   async callables, reward models by id, path or instance (they read the prompt followed by that attempt, formatted
+   as TRL formats it) with `reward_processing_classes`; names are TRL's `reward_func_names`, and what a function logs
+   through `log_extra` / `log_metric` is named per attempt. Rewards are gathered across ranks before any group
+   statistic; `attempt_rewards` combines the functions into (N, K).
+3. rewards -> credit (`assign_credit`): (N, K) attempt rewards -> method credit (`attempt_advantages`) -> advantage
+   mode (`advantage_mode`: PSR / NSR / W-REINFORCE weight the credit's positive and negative parts,
+   `selfcorrect.algos.sign_weighted_advantages`) -> R3L positive amplification -> (N, K) attempt advantages.
+4. credit -> per-token advantages (`token_advantages`): this rank's (B, T) `advantages` (attempt k's tokens carry
+   attempt k's advantage; they replace the ones TRL computed from the last attempt's scores), with optional
+   per-attempt KL coefficients as (B, T) `kl_weights`.
+5. loss (`_compute_loss`): TRL's loss over those advantages; with `kl_weights`, the per-attempt weighted KL replaces
+   TRL's uniform `beta` KL (`_trl_loss_parts`, the one place that reaches inside TRL's loss).
+
+Steps 1-3 run inside TRL's `_generate_and_score_completions`, which calls the rollout and the scoring hook with
+arguments of its own; they share one record, `Step`, the only per-batch state the trainer holds (`_step_in_progress`,
+set and cleared by our `_generate_and_score_completions`). Step 3 runs inside the scoring hook because TRL flushes the
+completions table right after it, and the table shows each attempt's advantage.
 
 Subclass hooks (override one to change the method; each is always called, whatever the advantage mode):
 - `judge(text, row) -> bool | None`: is an attempt correct (early stop, feedback, metrics, the accuracy reward)?
@@ -33,8 +44,9 @@ Subclass hooks (override one to change the method; each is always called, whatev
   function other than `accuracy` would never reach the gradient, and the trainer refuses it).
 - `kl_coefficients(num_attempts) -> list[float] | None`: a KL coefficient per attempt (None: TRL's uniform `beta`).
 
-How each method composes with `advantage_mode`, R3L amplification and RISE verification: the table in the README
-("Composing methods"); combinations without a meaning are refused when the config is built.
+How each method composes with `advantage_mode`, R3L amplification and RISE verification: the table in
+docs/methods/composing.md ("What each combination computes"); combinations without a meaning are refused when the
+config is built.
 """
 
 from __future__ import annotations
@@ -202,12 +214,41 @@ class MultiAttemptConfig(GRPOConfig, CriticConfig):
         check_verification_fields(self)
 
 
+# The per-episode fields of an `Episode` that the rollout puts into each row.
+EPISODE_KEYS = (
+    "attempt_spans",
+    "attempt_texts",
+    "attempt_answers",
+    "attempt_correct",
+    "attempt_judged",
+    "attempt_truncated",
+    "feedback_texts",
+)
+
+@dataclass
+class Step:
+    """One generation batch of a multi-attempt trainer, filled in order while TRL's `_generate_and_score_completions`
+    runs (module docstring, steps 1-3): the rows, then the episodes made from them, their per-attempt rewards and the
+    credit. N rows gathered over ranks, B = N / processes on this rank, K = `max_attempts`."""
+
+    rows: list[dict[str, Any]]  # this rank's B dataset rows (TRL's `inputs`; TRL adds the rollout's episode fields)
+    padding_ids: list[int] = field(default_factory=list)  # the batch's shortest prompt: pads collective generation
+    episodes: dict[str, list] = field(default_factory=dict)  # per-episode fields (`episode_keys`), gathered: N each
+    rewards: torch.Tensor | None = None  # (N, K) attempt rewards, NaN where an attempt was not made
+    advantages: torch.Tensor | None = None  # (N, K) attempt advantages (`assign_credit`)
+    scoring_attempt: int | None = None  # while attempt k is scored: k (names what reward functions log per attempt)
+
+
 class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer):
     """GRPO over multi-attempt episodes; per-attempt advantages are group-normalized attempt by attempt."""
 
     _tag_names = ["trl", "grpo", "selfcorrect", "multi-attempt"]
     # The loss forward runs per length group when that saves at least this share of padded tokens.
     length_group_min_saving: float = 0.25
+    # Row fields gathered over ranks for the credit and the episode metrics (`Step.episodes`); a method adds its own.
+    episode_keys: ClassVar[tuple[str, ...]] = EPISODE_KEYS
+    # Inside `_trl_loss_parts` only: receives what TRL's loss forward computes (`logps`, (B, T)).
+    _loss_parts: dict[str, torch.Tensor] | None = None
 
     def __init__(self, model, reward_funcs=None, args=None, *more, **kwargs):
         if args is None:  # as TRL does, with this method's config (TRL's `GRPOConfig` lacks the episode's fields)
@@ -222,8 +263,10 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
             )
         super().__init__(model, reward_funcs, args, *more, **kwargs)
         self.rollout_func = self._rollout_episodes
-        self._padding_ids: list[int] = []  # a context that pads collective generation calls (the batch's shortest)
-        self._critique_tokens = 0
+        # The generation batch being made: set and cleared by `_generate_and_score_completions`, read by the rollout and
+        # the scoring hook, which TRL calls in between with arguments of its own (module docstring).
+        self._step_in_progress: Step | None = None
+        self._critique_tokens = 0  # tokens of critiques the policy wrote (`critic: self`), a running count
         self._critic_counts_logged: torch.Tensor | None = None  # `feedback: critic`: counts logged so far (all ranks)
         if self.args.feedback == "critic":
             self.feedback_provider: FeedbackProvider = CritiqueFeedback(
@@ -251,8 +294,6 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
                 f"{self.args.max_attempts} attempts of up to `max_attempt_length` = {self.args.max_attempt_length} "
                 f"tokens plus the feedback turns; set it to at least {needed}."
             )
-        self._batch_rows: list[dict[str, Any]] = []
-        self._attempt_advantages: torch.Tensor | None = None  # (N, K), gathered over ranks
         self.unscored_batches = UnscoredBatches(self.args.max_unscored_batches)
         self._check_composition()
         joined_reason = self.joined_loss_reason() if self.args.verification_solutions else None
@@ -448,12 +489,12 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
 
     def _generate_collective(self, contexts: list[list[int]], max_new_tokens: int):
         """Generate one continuation per context; every rank makes the call with the same number of contexts (padded
-        with `self._padding_ids`), or none of them does when no rank has a context."""
+        with the batch's shortest prompt), or none of them does when no rank has a context."""
         count = len(contexts)
         target = max_over_ranks(self.accelerator, count)
         if target == 0:
             return [], None
-        padded = list(contexts) + [self._padding_ids] * (target - count)
+        padded = list(contexts) + [self._current_step().padding_ids] * (target - count)
         ids, logprobs = self._generate_attempt(padded, max_new_tokens, attempt=1)
         return ids[:count], (logprobs[:count] if logprobs is not None else None)
 
@@ -496,14 +537,45 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
         start = self.accelerator.process_index * local_batch_size
         return slice(start, start + local_batch_size)
 
+    # --- the step: rows -> episodes -> per-attempt rewards -> credit -> per-token advantages -------------------------
+
+    def _generate_and_score_completions(self, inputs):
+        """One generation batch, in order (module docstring). TRL's own pass (`super()`) runs steps 1-3 through its two
+        callbacks: `rollout_func` (`_rollout_episodes`: rows -> episodes) and `_calculate_rewards` (episodes ->
+        per-attempt rewards -> credit), with TRL's old / reference log-probs in between; both fill `step`. Step 4
+        spreads the credit over this rank's tokens for the loss (`_compute_loss`, step 5)."""
+        step = Step(rows=inputs)
+        self._step_in_progress = step  # TRL calls the rollout and the scoring hook without it: they read it here
+        try:
+            output = super()._generate_and_score_completions(inputs)  # steps 1-3: step.episodes, rewards, advantages
+        finally:
+            self._step_in_progress = None
+        output.update(self.token_advantages(step, output))  # step 4: (B, T) advantages, kl_weights
+        if self.args.verification_solutions > 0:  # RISE: verification rows of B_v solutions join the batch
+            output = self.add_verifications(inputs, output)
+        return output
+
+    def _current_step(self) -> Step:
+        """The generation batch being made; only inside `_generate_and_score_completions`."""
+        if self._step_in_progress is None:
+            raise RuntimeError(
+                "internal: the rollout and the scoring hook run only inside `_generate_and_score_completions`, which "
+                "records the batch's rows first."
+            )
+        return self._step_in_progress
+
     def _rollout_episodes(self, prompts: list, trainer=None) -> dict[str, Any]:
-        if len(self._batch_rows) != len(prompts):
+        """Step 1, rows -> episodes: TRL's `rollout_func`. TRL passes the prompts alone; the rows (gold answers for the
+        judge and the feedback) are the step's. Returns TRL's rollout fields plus the episodes' own (`episode_fields`),
+        which TRL copies into the rows."""
+        step = self._current_step()
+        if len(step.rows) != len(prompts):
             raise RuntimeError("internal: the batch rows were not recorded before the rollout.")
         prompt_ids, _, _ = self._tokenize_prompts(prompts)
-        self._padding_ids = min(prompt_ids, key=len)
+        step.padding_ids = min(prompt_ids, key=len)
         episodes = run_episodes(
             prompt_ids,
-            self._batch_rows,
+            step.rows,
             generate=self._generate_attempt,
             decode=lambda ids: self._tokenizer.decode(ids, skip_special_tokens=True),
             feedback=self.feedback_batch,
@@ -521,33 +593,32 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
             **episode_fields(episodes),
         }
 
-    def _generate_and_score_completions(self, inputs):
-        self._batch_rows = inputs
-        output = super()._generate_and_score_completions(inputs)
-        device = output["completion_ids"].device
-        attempt_advantages = self._attempt_advantages[self._local_rows(len(inputs))].to(device)  # (B, K)
-        spans = [row["attempt_spans"] for row in inputs]
-        num_tokens = output["completion_ids"].size(1)
-        output["advantages"] = spread_over_attempts(attempt_advantages, spans, num_tokens)  # (B, T)
-        coefficients = self.kl_coefficients(self.args.max_attempts)
-        if coefficients is not None:
-            per_attempt = torch.tensor([coefficients] * len(inputs), device=device)
-            output["kl_weights"] = spread_over_attempts(per_attempt, spans, num_tokens)  # (B, T)
-        if self.args.verification_solutions > 0:  # RISE: verification rows of B_v solutions join the batch
-            output = self.add_verifications(inputs, output)
-        return output
-
-    # --- scoring ---------------------------------------------------------------------------------------------------
-
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        """Score every attempt with the recipe's reward functions; return the last attempt's scores to TRL."""
+        """Steps 2 and 3, TRL's scoring hook (TRL calls it with the rows, now holding the episodes): every attempt
+        scored by the recipe's reward functions, the (N, K) attempt rewards, the credit, the episode metrics and table.
+        Returns the last attempt's (N, F) scores, which TRL logs and baselines; its advantages are replaced in step 4.
+
+        The credit is made here rather than after TRL's pass because TRL flushes the completions table right after this
+        hook, and the table shows each attempt's advantage."""
+        step = self._current_step()
         device = self.accelerator.device
+        step.episodes = {key: gather_object([row[key] for row in inputs]) for key in self.episode_keys}
+        num_made = torch.tensor([len(t) for t in step.episodes["attempt_texts"]], device=device)  # (N,) attempts made
+        rewards_per_func = self._score_attempts(step, inputs, prompts, completions, completion_ids_list, num_made)
+        step.rewards = self.attempt_rewards(rewards_per_func)  # (N, K)
+        step.advantages = self.assign_credit(step.rewards, step.episodes)  # (N, K)
+        if self.unscored_batches.check(rewards_per_func[:, 0], self.reward_func_names):  # every episode made attempt 1
+            step.advantages.zero_()  # as in TRL: an unscored batch contributes no policy gradient
+        self._log_episodes(step)
+        self._log_feedback_critic()
+        return rewards_per_func[torch.arange(len(num_made), device=device), num_made - 1]  # (N, F)
+
+    def _score_attempts(self, step: Step, inputs, prompts, completions, completion_ids_list, num_made) -> torch.Tensor:
+        """Step 2: (N, K, F) reward-function values, gathered over ranks; each attempt scored from its own text by
+        TRL's own `_calculate_rewards`, with the judge's verdict as `judged_correct`. NaN: an attempt never made."""
         conversational = isinstance(completions[0], list)
-        num_attempts = self.args.max_attempts
-        episodes = {key: gather_object([row[key] for row in inputs]) for key in EPISODE_KEYS}
-        num_made = torch.tensor([len(t) for t in episodes["attempt_texts"]], device=device)  # (N,) attempts made
         per_attempt = []
-        for k in range(num_attempts):
+        for k in range(self.args.max_attempts):
             # An attempt never made (the episode stopped) is scored on the last one made and discarded below, so no
             # reward function sees an empty attempt and TRL does not warn that they all returned None for it.
             made = [min(k, len(row["attempt_texts"]) - 1) for row in inputs]
@@ -557,49 +628,61 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
             ]
             attempt_completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
             judged = [{**row, "judged_correct": _at(row.get("attempt_judged"), j)} for row, j in zip(inputs, made)]
-            with self._reward_logs_of_attempt(k):
+            step.scoring_attempt = k  # names what the reward functions log (`_log_completion_extra`, `_log_metric`)
+            try:
                 scores = super()._calculate_rewards(judged, prompts, attempt_completions, ids)  # (N, F), gathered
+            finally:
+                step.scoring_attempt = None
             scores[num_made <= k] = float("nan")  # attempt k never made
             per_attempt.append(scores)
-        rewards_per_func = torch.stack(per_attempt, dim=1)  # (N, K, F)
-        rewards = self.attempt_rewards(rewards_per_func)  # (N, K)
-        self._attempt_advantages = self.assign_credit(rewards, episodes)  # (N, K)
-        if self.unscored_batches.check(rewards_per_func[:, 0], self.reward_func_names):  # every episode made attempt 1
-            self._attempt_advantages.zero_()  # as in TRL: an unscored batch contributes no policy gradient
-        self._log_episodes(rewards, episodes)
-        self._log_feedback_critic()
+        return torch.stack(per_attempt, dim=1)  # (N, K, F)
 
-        # TRL logs and baselines these; our advantages replace its advantages afterwards.
-        return rewards_per_func[torch.arange(len(num_made), device=device), num_made - 1]  # (N, F)
+    def _attempt_being_scored(self) -> int | None:
+        """k while attempt k of a multi-attempt episode is scored (step 2), else None (TRL's log names unchanged)."""
+        step = self._step_in_progress
+        if step is None or self.args.max_attempts == 1:
+            return None
+        return step.scoring_attempt
 
-    @contextlib.contextmanager
-    def _reward_logs_of_attempt(self, k: int):
-        """While attempt k is scored: what reward functions log through TRL's `log_extra` / `log_metric` kwargs is
-        named per attempt (`<column>_<k+1>`, as the table's `attempt_<k+1>`), so that K calls do not write K rows per
-        sample into one column. One attempt: TRL's names unchanged."""
-        if self.args.max_attempts == 1:
-            yield
-            return
-        log_extra, log_metric = self._log_completion_extra, self._log_metric  # the class's (TRL's or an override)
-        self._log_completion_extra = lambda column, values: log_extra(f"{column}_{k + 1}", values)
-        self._log_metric = lambda name, value: log_metric(f"{name}_t{k + 1}", value)
-        try:
-            yield
-        finally:
-            del self._log_completion_extra, self._log_metric
+    def _log_completion_extra(self, column: str, values: list):
+        """TRL's `log_extra` for reward functions; while attempt k is scored the column is `<column>_<k+1>` (as the
+        table's `attempt_<k+1>`), so that K calls do not write K rows per sample into one column."""
+        k = self._attempt_being_scored()
+        super()._log_completion_extra(column if k is None else f"{column}_{k + 1}", values)
+
+    def _log_metric(self, name: str, value: float):
+        """TRL's `log_metric` for reward functions; while attempt k is scored the metric is `<name>_t<k+1>`."""
+        k = self._attempt_being_scored()
+        super()._log_metric(name if k is None else f"{name}_t{k + 1}", value)
 
     def assign_credit(self, rewards: torch.Tensor, episodes: dict[str, list]) -> torch.Tensor:
-        """The credit step: (N, K) attempt rewards of the gathered batch -> (N, K) attempt advantages.
+        """Step 3, the credit: (N, K) attempt rewards of the gathered batch -> (N, K) attempt advantages.
 
         1. the method's credit, `attempt_advantages` (a subclass's override is always called);
         2. the advantage mode: PSR / NSR / W-REINFORCE keep or weight the credit's positive and negative parts
            (`grpo` and `oreal`: unchanged, OREAL being a credit of its own, made in step 1);
         3. R3L positive amplification (`positive_advantage_scale`, 1.0: off).
-        Spreading over tokens and the per-attempt KL weights follow in `_generate_and_score_completions`."""
+        Spreading over tokens and the per-attempt KL weights follow in `token_advantages`."""
         advantages = self.attempt_advantages(rewards, episodes)  # (N, K)
         advantages = sign_weighted_advantages(advantages, self.args.advantage_mode, self.args.positive_weight)
         return scale_positive_advantages(advantages, self.args.positive_advantage_scale)  # (N, K)
 
+    def token_advantages(self, step: Step, output: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Step 4: this rank's rows of the step's (N, K) attempt advantages as (B, T) `advantages` (attempt k's tokens
+        carry attempt k's advantage, feedback tokens 0), and, when the method gives a KL coefficient per attempt, the
+        (B, T) `kl_weights` the loss uses."""
+        device = output["completion_ids"].device
+        num_tokens = output["completion_ids"].size(1)
+        spans = [row["attempt_spans"] for row in step.rows]
+        attempt_advantages = step.advantages[self._local_rows(len(step.rows))].to(device)  # (B, K)
+        out = {"advantages": spread_over_attempts(attempt_advantages, spans, num_tokens)}  # (B, T)
+        coefficients = self.kl_coefficients(self.args.max_attempts)
+        if coefficients is not None:
+            per_attempt = torch.tensor([coefficients] * len(step.rows), device=device)  # (B, K)
+            out["kl_weights"] = spread_over_attempts(per_attempt, spans, num_tokens)  # (B, T)
+        return out
+
+    # --- metrics ---------------------------------------------------------------------------------------------------
     def _log_feedback_critic(self) -> None:
         """`feedback: critic` with a generating critic: this step's critique rates, summed over ranks (collective)."""
         critic = getattr(self.feedback_provider, "critic", None)
@@ -613,7 +696,9 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
         for name, rate in critique_rates((totals - logged).tolist()).items():
             metrics[f"selfcorrect/{name}"].append(rate)
 
-    def _log_episodes(self, rewards: torch.Tensor, episodes: dict[str, list]) -> None:
+    def _log_episodes(self, step: Step) -> None:
+        """The step's episode metrics (`selfcorrect/*`) and completions-table columns (one per attempt)."""
+        rewards, episodes = step.rewards, step.episodes  # (N, K), gathered fields
         mode = "train" if self.model.training else "eval"
         metrics = self._metrics[mode]
         correct = episodes["attempt_correct"]
@@ -636,7 +721,7 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
         ratios = [len(set(a)) / len(a) for a in answers if a]
         if ratios:
             metrics["selfcorrect/distinct_answer_ratio"].append(sum(ratios) / len(ratios))
-        made_advantages = self._attempt_advantages[~torch.isnan(rewards)]
+        made_advantages = step.advantages[~torch.isnan(rewards)]
         if made_advantages.numel():
             metrics["selfcorrect/zero_advantage_frac"].append((made_advantages == 0).float().mean().item())
         truncated = [t for ep in episodes["attempt_truncated"] for t in ep]
@@ -649,34 +734,46 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
         for k in range(num_attempts):
             self._pending_extra_logs[f"attempt_{k + 1}"].extend([t[k] if k < len(t) else "" for t in texts])
             self._pending_extra_logs[f"reward_{k + 1}"].extend(rewards[local, k].tolist())
-            self._pending_extra_logs[f"advantage_{k + 1}"].extend(self._attempt_advantages[local, k].tolist())
+            self._pending_extra_logs[f"advantage_{k + 1}"].extend(step.advantages[local, k].tolist())
             if k + 1 < num_attempts:
                 self._pending_extra_logs[f"feedback_{k + 1}"].extend([f[k] if k < len(f) else "" for f in fb])
 
     # --- loss ------------------------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _capturing_policy_logps(self):
-        """Record the (B, T) policy log-probs TRL computes inside `_compute_loss`, for terms added to its loss."""
-        captured: dict[str, torch.Tensor] = {}
-        patched_already = "_get_per_token_logps_and_entropies" in self.__dict__  # a subclass capturing too
-        inner = self._get_per_token_logps_and_entropies
+    def _trl_loss_parts(self, *, own_kl: bool):
+        """The one place where this package reaches inside TRL's `_compute_loss` (TRL 1.16 has no hook for either):
 
-        def capture(*args, **kwargs):
-            logps, entropies, aux = inner(*args, **kwargs)
-            captured["logps"] = logps
-            return logps, entropies, aux
+        - it yields a dict that receives `logps`, the (B, T) policy log-probs TRL's loss forward computes (recorded by
+          `_get_per_token_logps_and_entropies` while the dict is open), so that terms added to TRL's loss (the
+          per-attempt KL, Critique-GRPO's policy shaping) use the same forward, with gradient;
+        - with `own_kl`, TRL's `beta` reads 0.0 for the call (restored after, also on error): TRL adds `beta * KL`
+          with one scalar `beta`, and only when `beta != 0.0`, so a KL coefficient per token has no way in, and the
+          caller adds the weighted KL itself. (Folding the weights into TRL's KL term instead would also multiply it
+          by TRL's `use_bias_correction_kl` importance ratio, which the per-attempt KL does not have: the gradient
+          would change.)
 
-        self._get_per_token_logps_and_entropies = capture
+        Nested uses (a method's term over a batch with per-attempt KL) share one dict."""
+        outer, beta = self._loss_parts, self.beta
+        parts = outer if outer is not None else {}
+        self._loss_parts = parts
+        if own_kl:
+            self.beta = 0.0
         try:
-            yield captured
+            yield parts
         finally:
-            if patched_already:
-                self._get_per_token_logps_and_entropies = inner
-            else:
-                del self._get_per_token_logps_and_entropies
+            self._loss_parts, self.beta = outer, beta
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        """TRL's log-probs (`_length_grouped_logps`); inside `_trl_loss_parts`, the log-probs are recorded there."""
+        logps, entropies, aux = self._length_grouped_logps(
+            model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
+        )
+        if self._loss_parts is not None:  # TRL's loss forward, for the terms added to its loss
+            self._loss_parts["logps"] = logps  # (B, T)
+        return logps, entropies, aux
+
+    def _length_grouped_logps(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
         """TRL's log-probs, computed per length group when a batch mixes very different lengths (RISE's verification
         rows beside solutions): each group is trimmed to its own prompt and completion widths, so short rows are not
         padded to the long ones (`two_length_groups`). Attention only sees relative positions (RoPE), so the values are
@@ -726,16 +823,13 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
         )
 
     def _compute_loss(self, model, inputs):
-        """TRL's loss; with per-attempt KL coefficients, TRL's uniform KL is replaced by the weighted one."""
+        """Step 5: TRL's loss over the (B, T) advantages; with per-attempt KL coefficients (`kl_weights`), TRL's
+        uniform KL is replaced by the weighted one, reduced as TRL reduces its policy loss."""
         if "kl_weights" not in inputs:
             return super()._compute_loss(model, inputs)
-        beta, self.beta = self.beta, 0.0
-        try:
-            with self._capturing_policy_logps() as captured:
-                loss = super()._compute_loss(model, inputs)
-        finally:
-            self.beta = beta
-        logps, ref_logps = captured["logps"], inputs["ref_per_token_logps"]  # (B, T) each
+        with self._trl_loss_parts(own_kl=True) as parts:
+            loss = super()._compute_loss(model, inputs)
+        logps, ref_logps = parts["logps"], inputs["ref_per_token_logps"]  # (B, T) each
         per_token_kl = torch.exp(ref_logps - logps) - (ref_logps - logps) - 1  # (B, T), TRL's k3 estimator
         mask = inputs["completion_mask"] * inputs.get("tool_mask", 1)  # (B, T)
         kl_term = self._reduce_like_trl(inputs["kl_weights"] * per_token_kl, mask, inputs)
@@ -757,16 +851,6 @@ def _at(values: list | None, k: int):
 
 # Reward functions whose value is the judge's verdict (`judged_correct`): accepted by methods whose credit is the verdict.
 VERDICT_REWARDS = ("accuracy", "accuracy_reward")
-
-EPISODE_KEYS = (
-    "attempt_spans",
-    "attempt_texts",
-    "attempt_answers",
-    "attempt_correct",
-    "attempt_judged",
-    "attempt_truncated",
-    "feedback_texts",
-)
 
 
 def episode_fields(episodes: list[Episode]) -> dict[str, list]:

@@ -44,7 +44,7 @@ from ..critics import Critic, CritiqueRequest, ModelCritic, critique_rates, vali
 from ..episodes import attempt_verdict
 from ..feedback import check_template, fill_template
 from ..rewards import extract_boxed, question_text
-from .base import MultiAttemptConfig, MultiAttemptGRPOTrainer
+from .base import MultiAttemptConfig, MultiAttemptGRPOTrainer, Step
 from .registry import register_method
 
 logger = logging.getLogger("selfcorrect")
@@ -127,12 +127,11 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
     """Critique-GRPO (Zhang et al. 2025) on TRL's GRPO: see the module docstring for how it differs from GRPO."""
 
     _tag_names = ["trl", "grpo", "selfcorrect", "critique-grpo"]
+    episode_keys = (*MultiAttemptGRPOTrainer.episode_keys, "is_refinement")  # gathered: which rows hold a refinement
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.critic: Critic = self.build_critic()
-        self._placed: torch.Tensor | None = None  # (N,) gathered: rows holding a refinement
-        self._critique_tokens = 0
 
     # --- hooks -----------------------------------------------------------------------------------------------------
 
@@ -160,13 +159,12 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
 
     def _rollout_episodes(self, prompts: list, trainer=None) -> dict[str, Any]:
         output = super()._rollout_episodes(prompts)
-        rows, size = self._batch_rows, len(prompts)
+        rows, size = self._current_step().rows, len(prompts)
         responses = [texts[0] for texts in output["attempt_texts"]]
         output.update(
             is_refinement=[False] * size, response=list(responses), critique=[""] * size, refinement=[""] * size
         )
         if not self.model.training:  # evaluation: plain sampled responses
-            self._placed = None
             return output
 
         device = self.accelerator.device
@@ -180,12 +178,13 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
         local = self._local_rows(size)
         mine = candidates[local].nonzero().flatten().tolist()  # local row indices with a refinement to write
 
-        self._critique_tokens = 0
+        critique_tokens_before = self._critique_tokens  # a running count (`critic: self` writes with the policy)
         self.critic.stats.reset()
         requests = [
             self.critique_request(rows[i], responses[i], output["attempt_answers"][i][0], correct[i]) for i in mine
         ]
         critiques = self.critic.critique(requests)
+        critique_tokens = self._critique_tokens - critique_tokens_before
         contexts = self._tokenize_messages(
             [self.refinement_prompt(rows[i], responses[i], c.text) for i, c in zip(mine, critiques)]
         )
@@ -205,7 +204,6 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
             local_refined_correct[i] = float(verdict)
         all_refined_correct = torch.tensor(gather_object(local_refined_correct), device=device)  # (N,) NaN: none
         placed = choose_refinements(candidates, all_refined_correct, group, self.args.num_refinements)  # (N,)
-        self._placed = placed
 
         for i in placed[local].nonzero().flatten().tolist():
             r = refined[i]
@@ -227,16 +225,18 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
             output["refinement"][i] = r["text"]
         for i in mine:  # critiques of refinements that were not placed still show in the table
             output["critique"][i] = refined[i]["critique"]
-        self._log_refinements(all_correct, candidates, all_refined_correct, placed, ids, response_tokens)
+        self._log_refinements(
+            all_correct, candidates, all_refined_correct, placed, ids, response_tokens, critique_tokens
+        )
         return output
 
-    def _log_refinements(self, correct, candidates, refined_correct, placed, ids, response_tokens) -> None:
+    def _log_refinements(self, correct, candidates, refined_correct, placed, ids, response_tokens, critique_tokens):
         metrics = self._metrics["train"]
         device = self.accelerator.device
         group = self.num_generations
         stats = self.critic.stats
         local = torch.tensor(
-            [*stats.counts(), sum(len(i) for i in ids), response_tokens, self._critique_tokens],
+            [*stats.counts(), sum(len(i) for i in ids), response_tokens, critique_tokens],
             dtype=torch.float32,
             device=device,
         )
@@ -261,11 +261,11 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
         """(N, 1) rewards of the mixed groups -> (N, 1) advantages `R - mean(group)` (no std by default)."""
         return mixed_group_advantages(rewards[:, 0], self.group_size, self.scale_rewards).unsqueeze(1)
 
-    def _log_episodes(self, rewards: torch.Tensor, episodes: dict[str, list]) -> None:
-        super()._log_episodes(rewards, episodes)
-        if self.model.training and self._placed is not None:
-            placed = self._placed.to(rewards.device)
-            values = rewards[:, 0]  # (N,)
+    def _log_episodes(self, step: Step) -> None:
+        super()._log_episodes(step)
+        if self.model.training:
+            values = step.rewards[:, 0]  # (N,)
+            placed = torch.tensor(step.episodes["is_refinement"], dtype=torch.bool, device=values.device)  # (N,)
             metrics = self._metrics["train"]
             if placed.any():
                 metrics["selfcorrect/reward_refinements"].append(values[placed].nanmean().item())
@@ -273,7 +273,7 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
                 metrics["selfcorrect/reward_responses"].append(values[~placed].nanmean().item())
         # Completions table: the sampled response, its critique and the refinement that replaced it (if any).
         for column in ("response", "critique", "refinement"):
-            self._pending_extra_logs[column].extend([row.get(column, "") for row in self._batch_rows])
+            self._pending_extra_logs[column].extend([row.get(column, "") for row in step.rows])
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
@@ -293,9 +293,9 @@ class CritiqueGRPOTrainer(MultiAttemptGRPOTrainer):
         if advantages.dim() == 1:
             advantages = advantages.unsqueeze(1).expand_as(inputs["completion_ids"])
         trl_inputs = {**inputs, "advantages": advantages.masked_fill(refine.unsqueeze(1), 0.0)}
-        with self._capturing_policy_logps() as captured:
+        with self._trl_loss_parts(own_kl=False) as parts:
             loss = super()._compute_loss(model, trl_inputs)
-        logps = captured["logps"]  # (B, T) current policy, refinement tokens under the original prompt
+        logps = parts["logps"]  # (B, T) current policy, refinement tokens under the original prompt
         mask = inputs["completion_mask"] * inputs.get("tool_mask", 1)  # (B, T) the loss mask TRL used
         rows = refine.unsqueeze(1).to(logps.dtype)  # (B, 1)
         shaping = policy_shaping_loss(logps, advantages, self.args.shaping_gamma) * rows  # (B, T)

@@ -9,7 +9,7 @@ n verifications of each through TRL's own `_generate_and_score_completions` (so 
 importance sampling and group-relative advantages are TRL's, with group size n): for that one call the trainer's
 rollout, reward functions, group size and log buffers are swapped for the verification ones (`_swapped`). The rows are
 appended to the solution rows (`concat_batches`): one policy update. Their advantages are TRL's, untouched by the
-method's credit, the advantage mode and R3L amplification (README: "Composing methods").
+method's credit, the advantage mode and R3L amplification (docs/methods/composing.md).
 
 The loss of a micro-batch that holds verification rows runs in several forward/backward passes (`compute_loss`,
 `verification_loss_passes`): the solution rows in one, the verification rows (prompts of ~250 tokens) in passes of

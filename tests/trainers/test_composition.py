@@ -1,5 +1,5 @@
-"""One credit path: every row of the README's composition table on a tiny model, every hook honoured, the judge's
-verdict computed once, and the multi-attempt trainer equal to TRL's GRPO on a prompt-only dataset.
+"""One credit path: every row of the composition table (docs/methods/composing.md) on a tiny model, every hook
+honoured, the judge's verdict computed once, and the multi-attempt trainer equal to TRL's GRPO on a prompt-only dataset.
 
 Hand-worked example used throughout (G = 4, one group): attempt rewards / verdicts (r1, r2) = (0, 1), (0, 0), (1, 1),
 (1, 0). SCoRe stage II (alpha 10, `mean` scaling): turn 1 r1 - mean = -0.5, -0.5, 0.5, 0.5; turn 2 shaped

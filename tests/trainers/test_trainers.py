@@ -181,6 +181,35 @@ def test_stage1_batch_credits_last_reward_and_weights_the_kl_per_attempt(tmp_pat
     assert torch.isfinite(loss) and trainer.beta == 0.01  # TRL's beta restored after the loss
 
 
+def test_a_step_keeps_no_state_on_the_trainer(tmp_path, tiny_model_dir, monkeypatch):
+    """The step's record (`Step`) lives only while `_generate_and_score_completions` runs, and neither the step nor
+    the loss (with per-attempt KL) shadows a method on the instance or leaves TRL's `beta` changed."""
+    recipe = write_recipe(
+        tmp_path, tiny_model_dir, method="score", score_stage=1, beta=0.01, turn1_beta=0.1, **MULTI_ATTEMPT
+    )
+    trainer = build_trainer(recipe)
+    steps = []
+    token_advantages = type(trainer).token_advantages
+
+    def record(self, step, output):  # step 4 receives the filled record
+        steps.append(step)
+        return token_advantages(self, step, output)
+
+    monkeypatch.setattr(type(trainer), "token_advantages", record)
+    rows = [dict(trainer.train_dataset[i // 4]) for i in range(8)]
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(rows)
+    (step,) = steps
+    assert step.rows is rows and step.rewards.shape == step.advantages.shape == (8, 2)
+    assert step.episodes["attempt_texts"] == [row["attempt_texts"] for row in rows] and step.padding_ids
+    assert trainer._step_in_progress is None
+    trainer.current_gradient_accumulation_steps = 1
+    trainer.compute_loss(trainer.model, out)
+    assert trainer._loss_parts is None and trainer.beta == 0.01
+    shadowed = [name for name in vars(trainer) if callable(getattr(type(trainer), name, None))]
+    assert shadowed == []
+
+
 def test_ufo_batch_gives_every_turn_the_group_normalized_return(tmp_path, tiny_model_dir):
     from selfcorrect.algos import ufo_returns
 
