@@ -1,6 +1,7 @@
 """Self-verification (RISE, Liu et al. 2025): the verification prompt and ratings (shared by training and evaluation)
-and the test-time verification-weighted vote. The training-time pass is trainer code:
-`selfcorrect.trainers.self_verification.SelfVerification`, part of every multi-attempt trainer.
+and the test-time verification-weighted vote, and the check of the training-time pass's settings. The pass itself is
+trainer code, `selfcorrect.trainers.self_verification.SelfVerification`, composed into a multi-attempt trainer whose
+recipe sets `verification_solutions`.
 
     python -m selfcorrect.train --config recipes/demo/rise.yaml
     selfcorrect eval --config recipes/demo/rise.yaml --eval_verify_samples 8 --eval_verify_generations 2
@@ -93,6 +94,54 @@ def verification_reward(completions: list, verify_target: list[float], **kwargs:
     (`verify_target`, compared as numbers), -0.5 if the rating differs, -1 if there is no boxed rating."""
     ratings = torch.tensor([parse_rating(completion_text(c)) for c in completions], dtype=torch.float32)
     return verification_rewards(ratings, torch.tensor(verify_target, dtype=torch.float32)).tolist()
+
+
+# --- the training-time pass's settings ---------------------------------------------------------------------------------
+
+
+def check_verification_fields(args) -> None:
+    """Validate the `verification_*` fields of a `MultiAttemptConfig` (after GRPOConfig computed its batch sizes); the
+    config calls it only when `verification_solutions` is set, so a run without verification does not import this."""
+    b_v, n = args.verification_solutions, args.verification_generations
+    if b_v < 0:
+        raise ValueError(f"`verification_solutions` (B_v) must be >= 0 (0: no verification); got {b_v}.")
+    if b_v == 0:
+        return
+    verification_template(args.verification_template)
+    if n < 2:
+        raise ValueError(
+            f"`verification_generations` (n) must be at least 2: the n verifications of one solution form its group, "
+            f"and a group of one has advantage 0, so nothing would be learned; got {n}."
+        )
+    if args.verification_max_length < 1:
+        raise ValueError(f"`verification_max_length` must be positive; got {args.verification_max_length}.")
+    if args.max_completion_length is not None and args.verification_max_length > args.max_completion_length:
+        raise ValueError(
+            f"`verification_max_length` ({args.verification_max_length}) must not exceed `max_completion_length` "
+            f"({args.max_completion_length}), which TRL's loss normalization assumes is the longest completion."
+        )
+    if not 1 <= args.verification_attempt <= args.max_attempts:
+        raise ValueError(
+            f"`verification_attempt` must be in 1..max_attempts ({args.max_attempts}); got {args.verification_attempt}."
+        )
+    batch = args.generation_batch_size  # solutions per generation batch, all processes together
+    if b_v > batch:
+        raise ValueError(
+            f"`verification_solutions` (B_v = {b_v}) is larger than the generation batch ({batch} solutions = "
+            "per_device_train_batch_size x steps_per_generation x processes); lower it or raise the batch."
+        )
+    world = args.world_size
+    if b_v % world:
+        raise ValueError(
+            f"`verification_solutions` ({b_v}) must be divisible by the number of processes ({world}): every rank "
+            "verifies the same number of solutions, so that generation stays a collective call."
+        )
+    if (b_v // world * n) % args.steps_per_generation:
+        raise ValueError(
+            f"`verification_solutions` / processes x `verification_generations` ({b_v // world} x {n}) must be "
+            f"divisible by `steps_per_generation` ({args.steps_per_generation}): the rows are split into that many "
+            "optimizer steps."
+        )
 
 
 # --- evaluation: verification-weighted majority voting ------------------------------------------------------------------

@@ -95,7 +95,7 @@ from ..metrics import carry_forward, self_correction_metrics
 from ..precision import AutocastGeneration
 from .grpo import GRPOConfig
 from .registry import METHOD_CONFIGS, register_method
-from .self_verification import SelfVerification, check_verification_fields, logps_call_options
+from .trl_private import logps_call_options
 
 logger = logging.getLogger("selfcorrect")
 
@@ -211,7 +211,10 @@ class MultiAttemptConfig(GRPOConfig, CriticConfig):
             raise ValueError(
                 f"`positive_advantage_scale` must be positive (R3L: 3); got {self.positive_advantage_scale}."
             )
-        check_verification_fields(self)
+        if self.verification_solutions:  # RISE's settings, checked (and their module loaded) only when asked for
+            from ..verification import check_verification_fields
+
+            check_verification_fields(self)
 
 
 # The per-episode fields of an `Episode` that the rollout puts into each row.
@@ -239,8 +242,12 @@ class Step:
     scoring_attempt: int | None = None  # while attempt k is scored: k (names what reward functions log per attempt)
 
 
-class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer):
-    """GRPO over multi-attempt episodes; per-attempt advantages are group-normalized attempt by attempt."""
+class MultiAttemptGRPOTrainer(AutocastGeneration, GRPOTrainer):
+    """GRPO over multi-attempt episodes; per-attempt advantages are group-normalized attempt by attempt.
+
+    Built with `verification_solutions` > 0, the trainer is `with_verification(cls)`
+    (`selfcorrect.trainers.self_verification`): RISE's verification pass is composed in only then, so a trainer without
+    it neither inherits nor imports it."""
 
     _tag_names = ["trl", "grpo", "selfcorrect", "multi-attempt"]
     # The loss forward runs per length group when that saves at least this share of padded tokens.
@@ -249,6 +256,16 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
     episode_keys: ClassVar[tuple[str, ...]] = EPISODE_KEYS
     # Inside `_trl_loss_parts` only: receives what TRL's loss forward computes (`logps`, (B, T)).
     _loss_parts: dict[str, torch.Tensor] | None = None
+    verifies: ClassVar[bool] = False  # True in classes with RISE's verification pass (`SelfVerification`)
+
+    def __new__(cls, model=None, reward_funcs=None, args=None, *more, **kwargs):
+        """An instance of `cls`, or of `with_verification(cls)` when its config asks for verification."""
+        fields = args if args is not None else cls._default_config_class()
+        if getattr(fields, "verification_solutions", 0) > 0 and not cls.verifies:
+            from .self_verification import with_verification
+
+            cls = with_verification(cls)
+        return super().__new__(cls)
 
     def __init__(self, model, reward_funcs=None, args=None, *more, **kwargs):
         if args is None:  # as TRL does, with this method's config (TRL's `GRPOConfig` lacks the episode's fields)
@@ -296,9 +313,6 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
             )
         self.unscored_batches = UnscoredBatches(self.args.max_unscored_batches)
         self._check_composition()
-        joined_reason = self.joined_loss_reason() if self.args.verification_solutions else None
-        if joined_reason and self.args.verification_loss_passes:
-            logger.info("verification rows share the solutions' loss pass: %s.", joined_reason)
 
     @classmethod
     def _default_config_class(cls) -> type[MultiAttemptConfig]:
@@ -551,8 +565,6 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
         finally:
             self._step_in_progress = None
         output.update(self.token_advantages(step, output))  # step 4: (B, T) advantages, kl_weights
-        if self.args.verification_solutions > 0:  # RISE: verification rows of B_v solutions join the batch
-            output = self.add_verifications(inputs, output)
         return output
 
     def _current_step(self) -> Step:
@@ -785,16 +797,14 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
         )
         groups = two_length_groups(prompt_lengths, completion_lengths, self.length_group_min_saving)
         if multimodal or len(groups) == 1:
-            return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, **extra
-            )
+            return self._logps_forward(model, input_ids, attention_mask, logits_to_keep, **extra)
         logps, entropies = [], []
         for rows in groups:
             index = torch.tensor(rows, device=input_ids.device)
             left = prompt_width - max(prompt_lengths[i] for i in rows)  # columns of left padding in every row
             keep = max(1, max(completion_lengths[i] for i in rows))
             columns = slice(left, prompt_width + keep)
-            group_logps, group_entropies, _ = super()._get_per_token_logps_and_entropies(
+            group_logps, group_entropies, _ = self._logps_forward(
                 model, input_ids[index, columns], attention_mask[index, columns], keep, **extra
             )  # (g, keep)
             pad = (0, logits_to_keep - keep)
@@ -807,6 +817,10 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, SelfVerification, GRPOTrainer)
         logps_out = torch.cat(logps)[restore]  # (B, T)
         entropies_out = torch.cat(entropies)[restore] if entropies else None
         return logps_out, entropies_out, None
+
+    def _logps_forward(self, model, input_ids, attention_mask, logits_to_keep, **extra):
+        """One call of TRL's log-probs (a verifying trainer computes a shared prompt once here)."""
+        return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, **extra)
 
     def _reduce_like_trl(self, per_token: torch.Tensor, mask: torch.Tensor, inputs) -> torch.Tensor:
         """A (B, T) loss term reduced with the normalization TRL's `_compute_loss` gives its policy loss."""

@@ -15,9 +15,11 @@ rows go into one policy update. How it differs from GRPO:
   (the paper trains with PPO and a critic instead; here TRL's GRPO normalization, `scale_rewards`, applies);
 - verification rows are appended to the solution rows before TRL's loss: `num_items_in_batch` counts both.
 
-The pass itself is `selfcorrect.trainers.self_verification.SelfVerification`, part of every multi-attempt trainer: a SCoRe or UFO
-recipe with `verification_solutions: 16` verifies attempt `verification_attempt` (1: the first, before revising) of
-16 episodes per batch. This file is the single-attempt method `rise` (max_attempts 1).
+The pass itself is `selfcorrect.trainers.self_verification.SelfVerification`, composed into any multi-attempt trainer
+whose config sets `verification_solutions` (`with_verification`): a SCoRe or UFO recipe with `verification_solutions:
+16` verifies attempt `verification_attempt` (1: the first, before revising) of 16 episodes per batch. This file is the
+single-attempt method `rise` (max_attempts 1): the single-attempt trainer with the pass composed in, since its config
+always asks for it.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class RISEConfig(MultiAttemptConfig):
 
 
 class RISETrainer(MultiAttemptGRPOTrainer):
-    """RISE (Liu et al. 2025) on TRL's GRPO: see the module docstring for how it differs from GRPO."""
+    """RISE (Liu et al. 2025) on TRL's GRPO: see the module docstring for how it differs from GRPO. `RISEConfig` always
+    sets `verification_solutions`, so the trainer built is `with_verification(RISETrainer)`."""
 
     _tag_names = ["trl", "grpo", "selfcorrect", "rise"]
 

@@ -1,13 +1,16 @@
-"""RISE's training-time verification pass (Liu et al. 2025), as trainer code: the `SelfVerification` mixin is part of
-every `MultiAttemptGRPOTrainer`, so any method (SCoRe, UFO, W-REINFORCE, ...) verifies its own solutions with
-`verification_solutions` > 0; `method: rise` (`selfcorrect.trainers.rise`) is the single-attempt paper setting.
+"""RISE's training-time verification pass (Liu et al. 2025), as trainer code composed in only when asked for: a
+`MultiAttemptGRPOTrainer` built with `verification_solutions` > 0 is `with_verification(cls)`, which puts
+`SelfVerification` in its class chain, so any method (SCoRe, UFO, W-REINFORCE, ...) verifies its own solutions; one
+without it neither inherits nor imports this module. `method: rise` (`selfcorrect.trainers.rise`) is the
+single-attempt paper setting.
 
 After the solutions of a generation batch are scored, B_v of them (chosen from the batch gathered over ranks, spread
 over the groups, the same choice on every rank) are wrapped in the verification prompt (`selfcorrect.verification`),
 which states the outcome verifier's rubric (1 / -0.5 / -1) and asks for the rating in `\\boxed{}`. The policy samples
 n verifications of each through TRL's own `_generate_and_score_completions` (so old / reference log-probs, vLLM
 importance sampling and group-relative advantages are TRL's, with group size n): for that one call the trainer's
-rollout, reward functions, group size and log buffers are swapped for the verification ones (`_swapped`). The rows are
+rollout, reward functions, group size and log buffers are swapped for the verification ones
+(`trl_private.trl_scoring_with`, where every private TRL name this package relies on is listed). The rows are
 appended to the solution rows (`concat_batches`): one policy update. Their advantages are TRL's, untouched by the
 method's credit, the advantage mode and R3L amplification (docs/methods/composing.md).
 
@@ -31,12 +34,13 @@ pass holds ~2.5x fewer tokens at 250-token prompts, n = 4 and 64-token verificat
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
-from collections import defaultdict, deque
 from typing import Any
 
 import torch
+from accelerate.utils import gather_object
 from transformers.cache_utils import DynamicCache, DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
 
@@ -54,55 +58,10 @@ from ..algos import (
     verification_rewards,
 )
 from ..rewards import question_text
+from .base import MultiAttemptGRPOTrainer
+from .trl_private import logps_call_options, swapped, trl_scoring_with
 
 logger = logging.getLogger(__name__)
-
-
-# --- configuration --------------------------------------------------------------------------------------------------
-
-
-def check_verification_fields(args) -> None:
-    """Validate the `verification_*` fields of a `MultiAttemptConfig` (after GRPOConfig computed its batch sizes)."""
-    b_v, n = args.verification_solutions, args.verification_generations
-    if b_v < 0:
-        raise ValueError(f"`verification_solutions` (B_v) must be >= 0 (0: no verification); got {b_v}.")
-    if b_v == 0:
-        return
-    verification.verification_template(args.verification_template)
-    if n < 2:
-        raise ValueError(
-            f"`verification_generations` (n) must be at least 2: the n verifications of one solution form its group, "
-            f"and a group of one has advantage 0, so nothing would be learned; got {n}."
-        )
-    if args.verification_max_length < 1:
-        raise ValueError(f"`verification_max_length` must be positive; got {args.verification_max_length}.")
-    if args.max_completion_length is not None and args.verification_max_length > args.max_completion_length:
-        raise ValueError(
-            f"`verification_max_length` ({args.verification_max_length}) must not exceed `max_completion_length` "
-            f"({args.max_completion_length}), which TRL's loss normalization assumes is the longest completion."
-        )
-    if not 1 <= args.verification_attempt <= args.max_attempts:
-        raise ValueError(
-            f"`verification_attempt` must be in 1..max_attempts ({args.max_attempts}); got {args.verification_attempt}."
-        )
-    batch = args.generation_batch_size  # solutions per generation batch, all processes together
-    if b_v > batch:
-        raise ValueError(
-            f"`verification_solutions` (B_v = {b_v}) is larger than the generation batch ({batch} solutions = "
-            "per_device_train_batch_size x steps_per_generation x processes); lower it or raise the batch."
-        )
-    world = args.world_size
-    if b_v % world:
-        raise ValueError(
-            f"`verification_solutions` ({b_v}) must be divisible by the number of processes ({world}): every rank "
-            "verifies the same number of solutions, so that generation stays a collective call."
-        )
-    if (b_v // world * n) % args.steps_per_generation:
-        raise ValueError(
-            f"`verification_solutions` / processes x `verification_generations` ({b_v // world} x {n}) must be "
-            f"divisible by `steps_per_generation` ({args.steps_per_generation}): the rows are split into that many "
-            "optimizer steps."
-        )
 
 
 # --- training-time verification pass ----------------------------------------------------------------------------------
@@ -202,15 +161,6 @@ def select_rows(batch: dict[str, Any], rows: list[int]) -> dict[str, Any]:
     return out
 
 
-def logps_call_options(args: tuple, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The options of a `_get_per_token_logps_and_entropies` call after `logits_to_keep`, as keywords, and whether only
-    TRL's own forward can serve it (multimodal inputs, or an MoE aux loss)."""
-    plain = ("batch_size", "compute_entropy", "compute_aux_loss")  # TRL's positional order after logits_to_keep
-    extra = dict(zip(plain, args)) | kwargs
-    trl_only = bool(extra.get("compute_aux_loss")) or any(v is not None for k, v in extra.items() if k not in plain)
-    return extra, trl_only
-
-
 class _PrefixCacheLayer(DynamicLayer):
     """The cache layer of the shared prompts' forward: keeps the key/value states it is given. Under gradient
     checkpointing the backward replays the layer and writes the same states again, which a growing cache would append."""
@@ -297,35 +247,24 @@ def shared_prefix_logps(
     return outputs.log_probs, (outputs.entropy if compute_entropy else None)  # (B, T) each
 
 
-@contextlib.contextmanager
-def _swapped(obj, **values):
-    """Set attributes for the duration of the block (instance attributes shadow methods); restore them after."""
-    saved = {name: obj.__dict__[name] for name in values if name in obj.__dict__}
-    for name, value in values.items():
-        setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        for name in values:
-            if name in saved:
-                setattr(obj, name, saved[name])
-            else:
-                delattr(obj, name)
+class SelfVerification(MultiAttemptGRPOTrainer):
+    """RISE's verification pass over a multi-attempt trainer (see the module docstring); composed in by
+    `with_verification`, which a `MultiAttemptGRPOTrainer` built with `verification_solutions` > 0 applies."""
 
+    verifies = True
 
-def _fresh_logs(size: int) -> dict[str, Any]:
-    return {
-        "images": deque(maxlen=size),
-        "prompt": deque(maxlen=size),
-        "completion": deque(maxlen=size),
-        "rewards": defaultdict(lambda: deque(maxlen=size)),
-        "advantages": deque(maxlen=size),
-        "extra": defaultdict(lambda: deque(maxlen=size)),
-    }
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sharing_prompt_prefix = False  # inside a verification forward: each distinct prompt computed once
+        joined_reason = self.joined_loss_reason()
+        if joined_reason and self.args.verification_loss_passes:
+            logger.info("verification rows share the solutions' loss pass: %s.", joined_reason)
 
-
-class SelfVerification:
-    """Mixin for `MultiAttemptGRPOTrainer`: RISE's verification pass (see the module docstring)."""
+    def _generate_and_score_completions(self, inputs):
+        """The method's batch (`MultiAttemptGRPOTrainer._generate_and_score_completions`), then RISE's verification rows
+        of B_v of its solutions appended (`add_verifications`)."""
+        output = super()._generate_and_score_completions(inputs)
+        return self.add_verifications(inputs, output)
 
     def joined_loss_reason(self) -> str | None:
         """Why verification rows must share one loss pass with the solutions (None: they need not)."""
@@ -350,15 +289,13 @@ class SelfVerification:
             return 1
         return args.verification_generations
 
-    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+    def _logps_forward(self, model, input_ids, attention_mask, logits_to_keep, **extra):
         """TRL's log-probs; for verification rows (a verification loss pass in `compute_loss`, the reference and old
         log-probs of the verification batch) each distinct prompt is computed once, in TRL's chunks of `batch_size`
         rows."""
-        extra, trl_only = logps_call_options(args, kwargs)
-        if not self.__dict__.get("_sharing_prompt_prefix") or trl_only:
-            return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, **extra
-            )
+        _, trl_only = logps_call_options((), extra)
+        if not self._sharing_prompt_prefix or trl_only:
+            return super()._logps_forward(model, input_ids, attention_mask, logits_to_keep, **extra)
         decoder = self.accelerator.unwrap_model(model).get_decoder()
         compute_entropy = bool(extra.get("compute_entropy"))
         chunk = extra.get("batch_size") or input_ids.size(0)
@@ -368,9 +305,7 @@ class SelfVerification:
             with self.accelerator.autocast():
                 shared = shared_prefix_logps(model, decoder, ids, mask, logits_to_keep, compute_entropy)
             if shared is None:  # nothing shared in this chunk: TRL's forward
-                shared = super()._get_per_token_logps_and_entropies(
-                    model, ids, mask, logits_to_keep, **(extra | {"batch_size": None})
-                )[:2]
+                shared = super()._logps_forward(model, ids, mask, logits_to_keep, **(extra | {"batch_size": None}))[:2]
             logps.append(shared[0])  # (chunk, T)
             entropies.append(shared[1])
         return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
@@ -414,7 +349,7 @@ class SelfVerification:
             weights.append(loss_pass_weight(self.loss_type, len(pass_rows), total_rows, tokens[-1], total_tokens))
             part = select_rows(inputs, pass_rows)
             sharing = share > 1 and bool(flags[pass_rows].all())  # a verification pass: shared prompt forwards
-            with _swapped(self, _sharing_prompt_prefix=sharing):
+            with swapped(self, _sharing_prompt_prefix=sharing):
                 if k == len(passes) - 1:
                     weighted = super().compute_loss(model, part, return_outputs, num_items_in_batch) * weights[-1]
                     break
@@ -471,11 +406,8 @@ class SelfVerification:
         return records
 
     def add_verifications(self, inputs: list[dict[str, Any]], output: dict[str, Any]) -> dict[str, Any]:
-        """RISE's verification pass for a `MultiAttemptGRPOTrainer`: returns `output` with n verifications of each of B_v
+        """RISE's verification pass: returns `output` with n verifications of each of B_v
         solutions of the batch appended as extra rows (their own groups of n), and logs the verification metrics."""
-        from accelerate.utils import gather_object
-        from trl import GRPOTrainer
-
         args = self.args
         if not self.model.training:
             return output  # evaluation batches (eval_strategy) are left as they are
@@ -508,24 +440,16 @@ class SelfVerification:
                 ids, logprobs = self._generate_single_turn(prompt_ids, None, {}, num_generations=n)
             return {"prompt_ids": prompt_ids, "completion_ids": ids, "logprobs": logprobs}
 
-        scratch_metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
-        with _swapped(
-            self,
-            rollout_func=rollout,
-            num_generations=n,
-            num_generations_eval=n,
-            reward_funcs=[verification.verification_reward],
-            reward_func_names=["verification"],
-            reward_processing_classes=[None],
-            reward_weights=torch.ones(1),
-            _calculate_rewards=lambda *a: GRPOTrainer._calculate_rewards(self, *a),
-            _metrics=scratch_metrics,
-            _logs=_fresh_logs(max(len(rows) * world, 1)),
-            _pending_extra_logs=defaultdict(list),
-            _pending_metrics=defaultdict(list),
-            _sharing_prompt_prefix=self.shared_prefix_group() > 1,  # reference / old log-probs: a prompt once
-        ):
-            verified = GRPOTrainer._generate_and_score_completions(self, rows)
+        sharing = self.shared_prefix_group() > 1  # the verification rows' reference / old log-probs: a prompt once
+        with swapped(self, _sharing_prompt_prefix=sharing):
+            verified, scratch_metrics = trl_scoring_with(
+                self,
+                rows,
+                rollout=rollout,
+                reward_func=verification.verification_reward,
+                reward_name="verification",
+                group_size=n,
+            )
 
         # 3. metrics on the gathered verifications
         device = output["completion_ids"].device
@@ -576,3 +500,19 @@ class SelfVerification:
                 self._verifications_without_rating,
                 self._verifications_total,
             )
+
+
+@functools.cache
+def with_verification(trainer_cls: type[MultiAttemptGRPOTrainer]) -> type[SelfVerification]:
+    """`trainer_cls` with RISE's verification pass composed in: a subclass whose class chain puts `SelfVerification`
+    right above `MultiAttemptGRPOTrainer`, below the method's own overrides (so a method's batch and loss see the
+    verification rows, as `CritiqueGRPOTrainer`'s refinement mask does). One class per trainer class."""
+    if not (isinstance(trainer_cls, type) and issubclass(trainer_cls, MultiAttemptGRPOTrainer)):
+        raise TypeError(f"verification composes with a MultiAttemptGRPOTrainer subclass; got {trainer_cls!r}.")
+    if trainer_cls.verifies:
+        return trainer_cls
+    if trainer_cls is MultiAttemptGRPOTrainer:
+        return SelfVerification
+    namespace = {"__module__": __name__, "__qualname__": f"Verifying{trainer_cls.__qualname__}"}
+    namespace["__doc__"] = f"{trainer_cls.__name__} with RISE's verification pass (`with_verification`)."
+    return type(f"Verifying{trainer_cls.__name__}", (trainer_cls, SelfVerification), namespace)
