@@ -228,6 +228,7 @@ EPISODE_KEYS = (
     "feedback_texts",
 )
 
+
 @dataclass
 class Step:
     """One generation batch of a multi-attempt trainer, filled in order while TRL's `_generate_and_score_completions`
