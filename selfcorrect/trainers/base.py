@@ -101,9 +101,55 @@ logger = logging.getLogger("selfcorrect")
 
 
 @dataclass
-class MultiAttemptConfig(GRPOConfig, CriticConfig):
+class VerificationConfig:
+    """RISE's self-verification (Liu et al. 2025), which composes with any multi-attempt trainer: off unless
+    `verification_solutions` > 0, and only then checked and its trainer code loaded (`with_verification`). `--help`
+    lists these fields in a group of their own."""
+
+    help_group: ClassVar[str] = "verification (RISE self-verification on any trainer)"
+
+    verification_solutions: int = field(
+        default=0,
+        metadata={
+            "help": "RISE self-verification (Liu et al. 2025): B_v solutions of each generation batch (spread over "
+            "groups) that the policy verifies in the same update; 0: off. See `selfcorrect.trainers.self_verification`."
+        },
+    )
+    verification_generations: int = field(
+        default=4, metadata={"help": "RISE: verifications sampled per verified solution (n); they form one group."}
+    )
+    verification_max_length: int = field(default=256, metadata={"help": "RISE: token cap of each verification."})
+    verification_template: str | None = field(
+        default=None,
+        metadata={"help": "RISE: verification prompt with {question} and {response}; null: the default rubric."},
+    )
+    verification_attempt: int = field(
+        default=1, metadata={"help": "RISE: which attempt of an episode is verified (1: the first, before revising)."}
+    )
+    verification_loss_passes: bool = field(
+        default=True,
+        metadata={
+            "help": "RISE: run the loss of verification rows in their own forward/backward passes, each at most as many "
+            "padded tokens as the solution rows (same gradient, a TRL step's activations); false: one pass over the "
+            "joined batch."
+        },
+    )
+    verification_shared_prefix: bool = field(
+        default=True,
+        metadata={
+            "help": "RISE: in the verification loss passes (and for the verification rows' reference / old log-probs), "
+            "the n verifications of one solution share one forward of their prompt (~250 tokens) instead of one each "
+            "(same log-probs and gradient to float rounding). Off under DeepSpeed and reentrant gradient "
+            "checkpointing, where every row runs its own forward."
+        },
+    )
+
+
+@dataclass
+class MultiAttemptConfig(GRPOConfig, CriticConfig, VerificationConfig):
     """GRPO configuration plus the episode: attempts, token cap per attempt, feedback, early stop. The critic's
-    fields (`CriticConfig`: Critique-GRPO's critiques, the turn of `feedback: critic`) come with it."""
+    fields (`CriticConfig`: Critique-GRPO's critiques, the turn of `feedback: critic`) and RISE's verification fields
+    (`VerificationConfig`) come with it, each a group of its own in `--help`."""
 
     # Set by a method that assigns its own credit (SCoRe, UFO, Critique-GRPO): OREAL would replace it, so it is refused.
     own_credit: ClassVar[str | None] = None
@@ -145,41 +191,6 @@ class MultiAttemptConfig(GRPOConfig, CriticConfig):
     positive_advantage_scale: float = field(
         default=1.0,
         metadata={"help": "R3L positive amplification: positive advantages times this (paper alpha = 3; 1.0: off)."},
-    )
-    verification_solutions: int = field(
-        default=0,
-        metadata={
-            "help": "RISE self-verification (Liu et al. 2025): B_v solutions of each generation batch (spread over "
-            "groups) that the policy verifies in the same update; 0: off. See `selfcorrect.trainers.self_verification`."
-        },
-    )
-    verification_generations: int = field(
-        default=4, metadata={"help": "RISE: verifications sampled per verified solution (n); they form one group."}
-    )
-    verification_max_length: int = field(default=256, metadata={"help": "RISE: token cap of each verification."})
-    verification_template: str | None = field(
-        default=None,
-        metadata={"help": "RISE: verification prompt with {question} and {response}; null: the default rubric."},
-    )
-    verification_attempt: int = field(
-        default=1, metadata={"help": "RISE: which attempt of an episode is verified (1: the first, before revising)."}
-    )
-    verification_loss_passes: bool = field(
-        default=True,
-        metadata={
-            "help": "RISE: run the loss of verification rows in their own forward/backward passes, each at most as many "
-            "padded tokens as the solution rows (same gradient, a TRL step's activations); false: one pass over the "
-            "joined batch."
-        },
-    )
-    verification_shared_prefix: bool = field(
-        default=True,
-        metadata={
-            "help": "RISE: in the verification loss passes (and for the verification rows' reference / old log-probs), "
-            "the n verifications of one solution share one forward of their prompt (~250 tokens) instead of one each "
-            "(same log-probs and gradient to float rounding). Off under DeepSpeed and reentrant gradient "
-            "checkpointing, where every row runs its own forward."
-        },
     )
 
     def __post_init__(self):
