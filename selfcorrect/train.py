@@ -59,7 +59,8 @@ def save_learning_curves_after_training(output_dir: str) -> None:
 def build_trainer(argv: list[str] | None, trainer_cls: type | None = None):
     """The trainer a recipe describes, built as `selfcorrect train` builds it: (trainer, (model_args, data_args,
     script_args, training_args), test split or None). The one place that turns a recipe into a trainer: training,
-    the bench and the tests all use it. `trainer_cls`: a subclass of the `method`'s trainer to build instead.
+    the bench and the tests all use it. `trainer_cls`: a subclass of the `method`'s trainer to build instead. A config with
+    `verification_solutions` > 0 builds `with_verification(trainer class)`: RISE's verification pass composed in.
 
     Everything that can fail on bad input (recipe, launch, data, reward functions) is checked before the model loads.
     """
@@ -90,7 +91,12 @@ def build_trainer(argv: list[str] | None, trainer_cls: type | None = None):
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     set_seed(training_args.seed)
     model = load_model(model_args, gradient_checkpointing=training_args.gradient_checkpointing)
-    trainer = (trainer_cls or method.trainer)(
+    trainer_cls = trainer_cls or method.trainer
+    if getattr(training_args, "verification_solutions", 0) > 0:  # RISE's verification pass, composed in when asked
+        from .trainers.self_verification import with_verification
+
+        trainer_cls = with_verification(trainer_cls)
+    trainer = trainer_cls(
         model=model,
         **rewards,
         args=training_args,

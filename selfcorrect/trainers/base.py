@@ -103,7 +103,8 @@ logger = logging.getLogger("selfcorrect")
 @dataclass
 class VerificationConfig:
     """RISE's self-verification (Liu et al. 2025), which composes with any multi-attempt trainer: off unless
-    `verification_solutions` > 0, and only then checked and its trainer code loaded (`with_verification`). `--help`
+    `verification_solutions` > 0, and only then checked and its trainer code loaded (the trainer class is
+    `with_verification(cls)`, as `selfcorrect train` builds it). `--help`
     lists these fields in a group of their own."""
 
     help_group: ClassVar[str] = "verification (RISE self-verification on any trainer)"
@@ -257,9 +258,9 @@ class Step:
 class MultiAttemptGRPOTrainer(AutocastGeneration, GRPOTrainer):
     """GRPO over multi-attempt episodes; per-attempt advantages are group-normalized attempt by attempt.
 
-    Built with `verification_solutions` > 0, the trainer is `with_verification(cls)`
-    (`selfcorrect.trainers.self_verification`): RISE's verification pass is composed in only then, so a trainer without
-    it neither inherits nor imports it."""
+    RISE's verification pass is composed in only where asked: a config with `verification_solutions` > 0 needs the
+    trainer class `with_verification(cls)` (`selfcorrect.trainers.self_verification`), which the recipe builder
+    (`selfcorrect.train.build_trainer`) and `RISETrainer` pick; a trainer without it neither inherits nor imports it."""
 
     _tag_names = ["trl", "grpo", "selfcorrect", "multi-attempt"]
     # The loss forward runs per length group when that saves at least this share of padded tokens.
@@ -269,15 +270,6 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, GRPOTrainer):
     # Inside `_trl_loss_parts` only: receives what TRL's loss forward computes (`logps`, (B, T)).
     _loss_parts: dict[str, torch.Tensor] | None = None
     verifies: ClassVar[bool] = False  # True in classes with RISE's verification pass (`SelfVerification`)
-
-    def __new__(cls, model=None, reward_funcs=None, args=None, *more, **kwargs):
-        """An instance of `cls`, or of `with_verification(cls)` when its config asks for verification."""
-        fields = args if args is not None else cls._default_config_class()
-        if getattr(fields, "verification_solutions", 0) > 0 and not cls.verifies:
-            from .self_verification import with_verification
-
-            cls = with_verification(cls)
-        return super().__new__(cls)
 
     def __init__(self, model, reward_funcs=None, args=None, *more, **kwargs):
         if args is None:  # as TRL does, with this method's config (TRL's `GRPOConfig` lacks the episode's fields)
@@ -289,6 +281,13 @@ class MultiAttemptGRPOTrainer(AutocastGeneration, GRPOTrainer):
                 f"{type(self).__name__} generates its own episodes (attempts and feedback turns, `rollout_func` = the "
                 f"episode engine), and TRL runs tool calls and environments only in its own rollout, so {owned} would "
                 "be ignored. Use `method: grpo` (TRL's GRPOTrainer) for a custom rollout, tools or environments."
+            )
+        if getattr(args, "verification_solutions", 0) > 0 and not self.verifies:
+            raise ValueError(
+                f"`verification_solutions` = {args.verification_solutions} asks for RISE's verification pass, which "
+                f"{type(self).__name__} does not have: build `with_verification({type(self).__name__})` "
+                "(selfcorrect.trainers.self_verification) instead, as a recipe run by `selfcorrect train` does; "
+                "or set `verification_solutions: 0`."
             )
         super().__init__(model, reward_funcs, args, *more, **kwargs)
         self.rollout_func = self._rollout_episodes

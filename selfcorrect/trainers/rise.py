@@ -59,6 +59,12 @@ class RISETrainer(MultiAttemptGRPOTrainer):
 
     _tag_names = ["trl", "grpo", "selfcorrect", "rise"]
 
+    def __new__(cls, *args, **kwargs):
+        """An instance of `with_verification(cls)`: RISE always verifies (the pass's code loads here, when built)."""
+        from .self_verification import with_verification
+
+        return super().__new__(with_verification(cls))
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if "outcome" not in self.reward_func_names:

@@ -277,7 +277,13 @@ def test_gpu_recipe_builds_its_trainer(recipe, tmp_path, tiny_model_dir):
     overrides.update(model_name_or_path=str(tiny_model_dir), output_dir=str(tmp_path / "out"))
     trainer, parsed, test_ds = build_trainer(_argv(recipe, overrides))
 
-    assert type(trainer) is METHODS[method].trainer and type(trainer.args) is METHODS[method].config
+    # The method's trainer class, with RISE's verification pass composed in when the recipe asks for it.
+    expected_class = METHODS[method].trainer
+    if getattr(trainer.args, "verification_solutions", 0) > 0:
+        from selfcorrect.trainers.self_verification import with_verification
+
+        expected_class = with_verification(expected_class)
+    assert type(trainer) is expected_class and type(trainer.args) is METHODS[method].config
     assert not getattr(trainer.args, "use_vllm", False) and trainer.args.use_cpu
     # Every field the recipe sets reaches the parsed recipe unchanged (method, batch, caps, KL, feedback, ...).
     parsed_values = {}

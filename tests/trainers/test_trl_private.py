@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 import trl
 from trl import GRPOTrainer
 
@@ -82,3 +83,30 @@ def test_verification_is_composed_in_when_asked(tmp_path, tiny_model_dir):
     mro = type(trainer).__mro__
     assert mro.index(SCoReTrainer) < mro.index(SelfVerification)  # the method's overrides see verification rows
     assert with_verification(type(trainer)) is type(trainer)
+
+
+def test_a_trainer_class_without_the_pass_refuses_a_config_that_asks_for_it(tmp_path, tiny_model_dir):
+    """Verification is composed in by the builder; a plain trainer class given `verification_solutions` says how."""
+    from selfcorrect.trainers import SCoReTrainer
+    from selfcorrect.trainers.self_verification import with_verification
+
+    recipe = write_recipe(tmp_path, tiny_model_dir, **SCORE, verification_solutions=2, verification_max_length=8)
+    trainer = build_trainer(recipe)
+    parts = dict(train_dataset=trainer.train_dataset, processing_class=trainer.processing_class)
+    with pytest.raises(ValueError, match=r"verification_solutions.*with_verification\(SCoReTrainer\)"):
+        SCoReTrainer(model=trainer.model, reward_funcs=trainer.reward_funcs, args=trainer.args, **parts)
+    rebuilt = with_verification(SCoReTrainer)(
+        model=trainer.model, reward_funcs=trainer.reward_funcs, args=trainer.args, **parts
+    )
+    assert rebuilt.verifies
+
+
+def test_rise_trainer_composes_its_verification_pass(tmp_path, tiny_model_dir):
+    from selfcorrect.trainers import RISETrainer
+    from selfcorrect.trainers.self_verification import with_verification
+
+    rise_fields = dict(method="rise", reward_funcs=["outcome"], verification_solutions=2, verification_max_length=8)
+    trainer = build_trainer(write_recipe(tmp_path, tiny_model_dir, **{**SCORE, **rise_fields}))
+    parts = dict(train_dataset=trainer.train_dataset, processing_class=trainer.processing_class)
+    rise = RISETrainer(model=trainer.model, reward_funcs=trainer.reward_funcs, args=trainer.args, **parts)
+    assert type(rise) is with_verification(RISETrainer) and rise.verifies
