@@ -59,8 +59,8 @@ def save_learning_curves_after_training(output_dir: str) -> None:
 def build_trainer(argv: list[str] | None, trainer_cls: type | None = None):
     """The trainer a recipe describes, built as `selfcorrect train` builds it: (trainer, (model_args, data_args,
     script_args, training_args), test split or None). The one place that turns a recipe into a trainer: training,
-    the bench and the tests all use it. `trainer_cls`: a subclass of the `method`'s trainer to build instead. A config with
-    `verification_solutions` > 0 builds `with_verification(trainer class)`: RISE's verification pass composed in.
+    the bench and the tests all use it. `trainer_cls`: a subclass of the `method`'s trainer to build instead. A config
+    with `verification_solutions` > 0 builds `with_verification(trainer class)`: RISE's verification pass composed in.
 
     Everything that can fail on bad input (recipe, launch, data, reward functions) is checked before the model loads.
     """

@@ -104,8 +104,7 @@ logger = logging.getLogger("selfcorrect")
 class VerificationConfig:
     """RISE's self-verification (Liu et al. 2025), which composes with any multi-attempt trainer: off unless
     `verification_solutions` > 0, and only then checked and its trainer code loaded (the trainer class is
-    `with_verification(cls)`, as `selfcorrect train` builds it). `--help`
-    lists these fields in a group of their own."""
+    `with_verification(cls)`, as `selfcorrect train` builds it). `--help` lists these fields in a group of their own."""
 
     help_group: ClassVar[str] = "verification (RISE self-verification on any trainer)"
 
