@@ -135,6 +135,28 @@ def test_pairs_table_gives_both_intervals_and_lists_what_is_missing(reproduce, t
     assert table[-1] == "Not yet comparable (an arm has no results): fb:a,d"
 
 
+def test_protocol_pairs_show_no_figure_before_every_planned_seed_is_in(reproduce, tmp_path, monkeypatch, capsys):
+    _write_fb_results(tmp_path)  # a: seeds 0 and 1, b: seeds 0 and 1, c: seed 0
+    pairs = [("fb", "a", "b", None), ("fb", "a", "c", None), ("fb", "a", "x", None)]
+    table = reproduce.build_pairs_table(tmp_path, pairs, planned_seeds={"a": 2, "b": 2, "c": 3}).splitlines()
+    assert len(table) == 7 and table[2].startswith("| a (seeds 0,1) − b (seeds 0,1) |")  # a and b hold seeds 0-1
+    assert table[4] == "Not shown until every planned seed is in (seeds held of planned): fb:a,c (c 1 of 3)"
+    assert table[6] == "Not in the plan (an arm cut or never planned): fb:a,x"
+    # a seed outside the plan does not stand in for a planned one: b's seeds are 0 and 1, not 0-2
+    table = reproduce.build_pairs_table(tmp_path, pairs[:1], planned_seeds={"a": 2, "b": 3}).splitlines()
+    assert table[2:] == ["", "Not shown until every planned seed is in (seeds held of planned): fb:a,b (b 2 of 3)"]
+    # the command: question 1 has 5 seeds an arm, question 2 has 3; Critique-GRPO is cut
+    assert reproduce.PROTOCOL_SEEDS == {
+        "warmup_fb": 5, "warmup_fb+grpo": 5, "warmup_fb+ufo": 5, "warmup": 3, "warmup+naive": 3, "warmup+score": 3
+    }  # fmt: skip
+    shutil.copytree(tmp_path / "a", tmp_path / "warmup_fb+ufo")
+    monkeypatch.setattr(reproduce, "results_dir", lambda: tmp_path)
+    assert reproduce.main(["pairs", "--pairs", "protocol"]) == 0
+    out = capsys.readouterr().out
+    assert "fb:warmup_fb+ufo,warmup_fb (warmup_fb+ufo 2 of 5; warmup_fb 0 of 5)" in out and "+25.0" not in out
+    assert "Not in the plan (an arm cut or never planned): fb:warmup_fb+critique_grpo,warmup_fb," in out
+
+
 def test_training_table_counts_groups_without_signal(reproduce, tmp_path):
     """Two seeds of an RL arm: 4 logged steps each (TRL's `frac_reward_zero_std`, our `selfcorrect/acc_t1`), plus the
     closing summary line TRL writes; an SFT arm (no groups) gets no row."""
